@@ -1,0 +1,398 @@
+// Package wire holds the types, paths and error codes that cluster peers
+// exchange: the one protocol shared by metaserver, chunkserver and client.
+package wire
+
+// Sizes of the data model.
+const (
+	ChunkSize    = 64 << 20 // a file is a sequence of chunks of this size
+	MaxBlockSize = 4 << 20  // blocks are immutable and at most this long
+	CRCBlock     = 64 << 10 // chunkservers keep one CRC32C per this many bytes
+	RootIno      = 1        // the inode of "/"
+	MaxNameLen   = 255      // longest file name
+)
+
+// Mode type bits (the S_IF* values of Linux) so that every package agrees
+// without importing syscall.
+const (
+	ModeType    = 0o170000
+	ModeDir     = 0o040000
+	ModeRegular = 0o100000
+	ModeSymlink = 0o120000
+	ModeFIFO    = 0o010000
+	ModeSocket  = 0o140000
+	ModeChar    = 0o020000
+	ModeBlock   = 0o060000
+	ModePerm    = 0o7777 // permission, setuid, setgid and sticky bits
+)
+
+// Attr is the attribute set of an inode. Times are Unix nanoseconds.
+// Version increases on every change of the file's data (commit, truncate),
+// so a client can tell whether its cached slices and pages are current.
+type Attr struct {
+	Ino     uint64 `json:"i"`
+	Mode    uint32 `json:"m"`
+	Nlink   uint32 `json:"n"`
+	Uid     uint32 `json:"u"`
+	Gid     uint32 `json:"g"`
+	Rdev    uint32 `json:"r,omitempty"`
+	Size    uint64 `json:"s"`
+	Atime   int64  `json:"at"`
+	Mtime   int64  `json:"mt"`
+	Ctime   int64  `json:"ct"`
+	Version uint64 `json:"v"`
+}
+
+// IsDir reports whether the inode is a directory.
+func (a Attr) IsDir() bool { return a.Mode&ModeType == ModeDir }
+
+// IsRegular reports whether the inode is a regular file.
+func (a Attr) IsRegular() bool { return a.Mode&ModeType == ModeRegular }
+
+// IsSymlink reports whether the inode is a symbolic link.
+func (a Attr) IsSymlink() bool { return a.Mode&ModeType == ModeSymlink }
+
+// Slice is a run of bytes of one chunk stored in (part of) one block. In a
+// chunk's slice list a later slice wins where slices overlap. ID 0 is a
+// hole: the range reads as zeros.
+type Slice struct {
+	Pos   uint32 `json:"p"`           // offset of the slice in its chunk
+	Len   uint32 `json:"l"`           // bytes in the slice
+	ID    uint64 `json:"id"`          // block id; 0 for a hole
+	Group uint32 `json:"g,omitempty"` // group holding the block
+	Off   uint32 `json:"o,omitempty"` // offset of the slice's first byte in the block
+	Size  uint32 `json:"s,omitempty"` // length of the whole block
+}
+
+// ChunkSlice is a slice to commit into chunk Index of a file.
+type ChunkSlice struct {
+	Index uint32 `json:"c"`
+	Slice
+}
+
+// DirEntry is one entry of a directory listing, with the entry's attributes.
+type DirEntry struct {
+	Name string `json:"n"`
+	Attr Attr   `json:"a"`
+}
+
+// StatFS describes the capacity of the cluster.
+type StatFS struct {
+	Total  uint64 `json:"total"`  // bytes of capacity on all chunkservers
+	Free   uint64 `json:"free"`   // bytes free (after each server's reserve)
+	Files  uint64 `json:"files"`  // inodes in use
+	BSize  uint32 `json:"bsize"`  // preferred I/O size
+	Groups int    `json:"groups"` // groups with at least one healthy member
+}
+
+// SetAttr valid bits: which fields of a SetAttrReq apply.
+const (
+	SetMode uint32 = 1 << iota
+	SetUid
+	SetGid
+	SetSize
+	SetAtime
+	SetMtime
+	SetAtimeNow
+	SetMtimeNow
+	SetCtime
+)
+
+// Rename flags, as renameat2(2).
+const (
+	RenameNoReplace uint32 = 1
+	RenameExchange  uint32 = 2
+)
+
+// Xattr set flags, as setxattr(2).
+const (
+	XattrCreate  uint32 = 1
+	XattrReplace uint32 = 2
+)
+
+// ---- metaserver requests and replies: POST PathMeta+op, JSON bodies ----
+
+// Metaserver operation paths.
+const (
+	PathMeta      = "/v1/meta/"
+	OpLookup      = "lookup"
+	OpResolve     = "resolve"
+	OpGetAttr     = "getattr"
+	OpSetAttr     = "setattr"
+	OpMkdir       = "mkdir"
+	OpCreate      = "create"
+	OpUnlink      = "unlink"
+	OpRmdir       = "rmdir"
+	OpRename      = "rename"
+	OpLink        = "link"
+	OpSymlink     = "symlink"
+	OpReadlink    = "readlink"
+	OpReadDir     = "readdir"
+	OpGetXattr    = "getxattr"
+	OpSetXattr    = "setxattr"
+	OpListXattr   = "listxattr"
+	OpRemoveXattr = "removexattr"
+	OpStatFS      = "statfs"
+	OpOpen        = "open"
+	OpRelease     = "release"
+	OpSession     = "session"
+	OpReadChunk   = "readchunk"
+	OpCommit      = "commit"
+	OpAlloc       = "alloc"
+	OpGroups      = "groups"
+	OpHeartbeat   = "heartbeat"
+)
+
+// InoReq names an inode (getattr, readlink, listxattr).
+type InoReq struct {
+	Ino uint64 `json:"i"`
+}
+
+// LookupReq looks up Name in directory Parent.
+type LookupReq struct {
+	Parent uint64 `json:"p"`
+	Name   string `json:"n"`
+}
+
+// ResolveReq walks an absolute slash-separated path from the root without
+// following symlinks. It answers with an Attr.
+type ResolveReq struct {
+	Path string `json:"path"`
+}
+
+// SetAttrReq changes the attributes named by Valid (Set* bits). A size
+// change truncates or extends the file.
+type SetAttrReq struct {
+	Ino   uint64 `json:"i"`
+	Valid uint32 `json:"v"`
+	Mode  uint32 `json:"m,omitempty"`
+	Uid   uint32 `json:"u,omitempty"`
+	Gid   uint32 `json:"g,omitempty"`
+	Size  uint64 `json:"s,omitempty"`
+	Atime int64  `json:"at,omitempty"`
+	Mtime int64  `json:"mt,omitempty"`
+	Ctime int64  `json:"ct,omitempty"`
+	Sync  bool   `json:"sync,omitempty"` // durable before the reply
+}
+
+// CreateReq creates a node: mkdir, create (regular file; mknod of a FIFO,
+// socket or device when Mode says so) and symlink use it. Exclusive makes
+// create fail with EEXIST when the name exists; otherwise create of an
+// existing regular file answers with that file. Open registers the new
+// inode as open by Session, as OpOpen would.
+type CreateReq struct {
+	Parent    uint64 `json:"p"`
+	Name      string `json:"n"`
+	Mode      uint32 `json:"m"`
+	Uid       uint32 `json:"u"`
+	Gid       uint32 `json:"g"`
+	Rdev      uint32 `json:"r,omitempty"`
+	Target    string `json:"t,omitempty"` // symlink target
+	Exclusive bool   `json:"x,omitempty"`
+	Open      bool   `json:"o,omitempty"`
+	Session   string `json:"sess,omitempty"`
+}
+
+// UnlinkReq removes Name from Parent (unlink and rmdir). When the last
+// link of a file goes while Session holds it open, the inode lives on as an
+// orphan until that session releases it.
+type UnlinkReq struct {
+	Parent  uint64 `json:"p"`
+	Name    string `json:"n"`
+	Session string `json:"sess,omitempty"`
+}
+
+// RenameReq renames Parent/Name to NewParent/NewName; Flags are Rename*.
+type RenameReq struct {
+	Parent    uint64 `json:"p"`
+	Name      string `json:"n"`
+	NewParent uint64 `json:"np"`
+	NewName   string `json:"nn"`
+	Flags     uint32 `json:"f,omitempty"`
+	Session   string `json:"sess,omitempty"`
+}
+
+// LinkReq adds a hard link NewParent/NewName to inode Ino.
+type LinkReq struct {
+	Ino       uint64 `json:"i"`
+	NewParent uint64 `json:"np"`
+	NewName   string `json:"nn"`
+}
+
+// ReadlinkReply holds a symlink's target.
+type ReadlinkReply struct {
+	Target string `json:"t"`
+}
+
+// ReadDirReq lists directory Ino in name order, starting after name After.
+type ReadDirReq struct {
+	Ino   uint64 `json:"i"`
+	After string `json:"after,omitempty"`
+	Limit int    `json:"limit,omitempty"` // 0: server default
+}
+
+// ReadDirReply is one page of a listing; More says another page follows.
+type ReadDirReply struct {
+	Entries []DirEntry `json:"e"`
+	More    bool       `json:"more,omitempty"`
+}
+
+// XattrReq names (and for set, carries) an extended attribute.
+type XattrReq struct {
+	Ino   uint64 `json:"i"`
+	Name  string `json:"n,omitempty"`
+	Value []byte `json:"v,omitempty"`
+	Flags uint32 `json:"f,omitempty"` // Xattr*
+}
+
+// XattrReply carries an attribute value or a list of names.
+type XattrReply struct {
+	Value []byte   `json:"v,omitempty"`
+	Names []string `json:"names,omitempty"`
+}
+
+// OpenReq registers (OpOpen) or drops (OpRelease) one open of Ino by
+// Session. Open answers with the inode's current Attr: that read is what
+// gives close-to-open consistency.
+type OpenReq struct {
+	Ino     uint64 `json:"i"`
+	Session string `json:"sess"`
+}
+
+// SessionReq is a client's keep-alive: the inodes it holds open now. A
+// session that misses its keep-alives for the session TTL loses its opens.
+type SessionReq struct {
+	Session string   `json:"sess"`
+	Open    []uint64 `json:"open,omitempty"`
+}
+
+// ReadChunkReq asks for the slice list of chunk Index of Ino.
+type ReadChunkReq struct {
+	Ino   uint64 `json:"i"`
+	Index uint32 `json:"c"`
+}
+
+// ReadChunkReply is a chunk's slice list in commit order (later wins) and
+// the inode version it was read at.
+type ReadChunkReply struct {
+	Version uint64  `json:"v"`
+	Slices  []Slice `json:"s"`
+}
+
+// CommitReq makes uploaded blocks part of a file. Size is the file size
+// after the write (the file grows to it; a commit never shrinks a file).
+// With Sync the reply waits for a synced (fsync'd) metadata write.
+type CommitReq struct {
+	Ino    uint64       `json:"i"`
+	Slices []ChunkSlice `json:"s"`
+	Size   uint64       `json:"size"`
+	Mtime  int64        `json:"mt"`
+	Sync   bool         `json:"sync,omitempty"`
+}
+
+// AllocReq leases Count new block ids and asks where Bytes of new data
+// should go.
+type AllocReq struct {
+	Count int   `json:"n"`
+	Bytes int64 `json:"b"`
+}
+
+// AllocReply is a lease of ids [First, First+Count) and the placement: the
+// group to write to and its members' addresses, preferred member first.
+type AllocReply struct {
+	First   uint64   `json:"first"`
+	Count   int      `json:"n"`
+	Group   uint32   `json:"g"`
+	Members []string `json:"members"`
+}
+
+// Member is a chunkserver as the tracker sees it.
+type Member struct {
+	ID       string `json:"id"`
+	Addr     string `json:"addr"`
+	Group    uint32 `json:"group"`
+	Capacity uint64 `json:"capacity"` // bytes of the disk the store is on
+	Free     uint64 `json:"free"`     // bytes writable before the reserve
+	Used     uint64 `json:"used"`     // bytes held in blocks
+	Blocks   uint64 `json:"blocks"`
+	Load     int    `json:"load"` // requests in flight
+	Seq      uint64 `json:"seq"`  // last binlog sequence number
+	Healthy  bool   `json:"healthy"`
+	LastSeen int64  `json:"last_seen"` // Unix nanoseconds of the last heartbeat
+}
+
+// Group is a set of chunkservers holding the same blocks.
+type Group struct {
+	ID      uint32   `json:"id"`
+	Members []Member `json:"members"`
+}
+
+// GroupsReply lists every group the tracker knows.
+type GroupsReply struct {
+	Groups []Group `json:"groups"`
+}
+
+// Heartbeat is what a chunkserver reports to the tracker (OpHeartbeat,
+// which answers with an empty object).
+type Heartbeat = Member
+
+// ---- chunkserver HTTP API ----
+//
+//   PUT    /v1/block/{id}           body: the block; header HeaderCRC optional
+//   GET    /v1/block/{id}           optional Range: bytes=a-b (one range)
+//   HEAD   /v1/block/{id}           Content-Length is the block size
+//   DELETE /v1/block/{id}           404 when absent
+//   GET    /v1/blocks?after=ID&limit=N&before=UNIXNANO   -> BlockList
+//   GET    /v1/binlog?from=SEQ&limit=N&wait=DURATION      -> BinlogReply
+//   GET    /v1/status                                     -> Member
+//
+// Block ids in paths are 16 lower-case hex digits (BlockName).
+
+// Chunkserver paths and headers.
+const (
+	PathBlock  = "/v1/block/"
+	PathBlocks = "/v1/blocks"
+	PathBinlog = "/v1/binlog"
+	PathStatus = "/v1/status"
+	// HeaderCRC carries the CRC32C (Castagnoli) of a whole block body, as
+	// 8 hex digits, so the receiver can refuse a body damaged in transit.
+	HeaderCRC = "X-Reelfs-Crc32c"
+	// HeaderError carries the wire Code of a failed request whose body is
+	// not JSON (block GETs).
+	HeaderError = "X-Reelfs-Error"
+)
+
+// BlockInfo describes one stored block.
+type BlockInfo struct {
+	ID    uint64 `json:"id"`
+	Size  uint32 `json:"size"`
+	Mtime int64  `json:"mt"`
+}
+
+// BlockList is one page of a chunkserver's inventory in id order.
+type BlockList struct {
+	Blocks []BlockInfo `json:"blocks"`
+	More   bool        `json:"more,omitempty"`
+}
+
+// Binlog operations.
+const (
+	BinlogPut    = "put"
+	BinlogDelete = "del"
+)
+
+// BinlogEntry is one local change of a chunkserver.
+type BinlogEntry struct {
+	Seq  uint64 `json:"seq"`
+	Op   string `json:"op"`
+	ID   uint64 `json:"id"`
+	Size uint32 `json:"size,omitempty"`
+	Time int64  `json:"t"`
+}
+
+// BinlogReply is a page of binlog entries starting at the requested seq.
+// First is the oldest seq still held (a follower behind it must resync).
+type BinlogReply struct {
+	Entries []BinlogEntry `json:"entries"`
+	First   uint64        `json:"first"`
+	Last    uint64        `json:"last"`
+}
