@@ -1,0 +1,42 @@
+# reelfs: make run starts the all-in-one cluster; make test runs every test.
+GO      ?= go
+BIN     := bin/reelfs
+DATA    ?= ./data
+MNT     ?= ./mnt
+
+.PHONY: build run test unit e2e bench fuzz deps lint clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/reelfs
+
+# Start metaserver + 2 chunkservers + httpd + FUSE mount in the foreground.
+run: build
+	@./scripts/deps.sh --run-only
+	@mkdir -p $(MNT)
+	@fusermount3 -u -z $(MNT) 2>/dev/null || true
+	$(BIN) server --dir $(DATA) --mount $(MNT)
+
+deps:
+	./scripts/deps.sh
+
+lint:
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed" && exit 1)
+	$(GO) vet ./...
+
+# Unit tests (race detector) then end-to-end tests against the real binary.
+test: deps lint unit e2e
+
+unit:
+	$(GO) test -race -timeout 15m $$($(GO) list ./... | grep -v /tests)
+
+e2e: build
+	REELFS_BIN=$(CURDIR)/$(BIN) $(GO) test -timeout 25m -count=1 ./tests/...
+
+bench: deps build
+	$(GO) run ./bench --bin $(CURDIR)/$(BIN)
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/chunk
+
+clean:
+	rm -rf bin

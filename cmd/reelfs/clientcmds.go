@@ -1,0 +1,500 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/reelfs/reelfs/client"
+	"github.com/reelfs/reelfs/internal/wire"
+)
+
+// clientOpts are the flags every client command shares.
+type clientOpts struct {
+	meta   string
+	secret string
+}
+
+func defineClientFlags(fs *flag.FlagSet, e *env) *clientOpts {
+	o := &clientOpts{}
+	meta := e.getenv("REELFS_META")
+	if meta == "" {
+		meta = defaultMeta
+	}
+	fs.StringVar(&o.meta, "meta", meta, "metaserver address (env REELFS_META)")
+	fs.StringVar(&o.secret, "secret", e.getenv("REELFS_SECRET"), "cluster secret (env REELFS_SECRET)")
+	return o
+}
+
+// connect builds a client; the caller closes it.
+func (o *clientOpts) connect(e *env) (*client.Client, error) {
+	cfg := client.DefaultConfig()
+	cfg.Meta = o.meta
+	cfg.Secret = o.secret
+	cfg.RetryTimeout = 10 * time.Second
+	cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	return client.New(cfg)
+}
+
+// remotePath turns a command-line path into a clean absolute reelfs path.
+func remotePath(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	return path.Clean(p)
+}
+
+// describe rewrites a wire error into the words a user expects.
+func describe(p string, err error) error {
+	switch {
+	case errors.Is(err, wire.ErrNotFound):
+		return fmt.Errorf("%s: no such file or directory", p)
+	case errors.Is(err, wire.ErrExist):
+		return fmt.Errorf("%s: already exists", p)
+	case errors.Is(err, wire.ErrNotDir):
+		return fmt.Errorf("%s: not a directory", p)
+	case errors.Is(err, wire.ErrIsDir):
+		return fmt.Errorf("%s: is a directory", p)
+	case errors.Is(err, wire.ErrNotEmpty):
+		return fmt.Errorf("%s: directory not empty", p)
+	case errors.Is(err, wire.ErrNoSpace):
+		return fmt.Errorf("%s: no space left in the cluster", p)
+	case errors.Is(err, wire.ErrUnauthorized):
+		return fmt.Errorf("%s: the cluster refused the secret (set --secret or REELFS_SECRET)", p)
+	case errors.Is(err, wire.ErrUnavailable):
+		return fmt.Errorf("%s: cluster unreachable: %w", p, err)
+	}
+	return fmt.Errorf("%s: %w", p, err)
+}
+
+func putCommand() command {
+	return command{
+		name: "put", usage: "LOCAL REMOTE", summary: "copy a local file into reelfs (REMOTE may be a directory; LOCAL - reads stdin)",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			o := defineClientFlags(fs, e)
+			progress := fs.Bool("progress", isTerminal(e.stderr), "show progress (default: when stderr is a terminal)")
+			return func(ctx context.Context, args []string) error {
+				if len(args) != 2 {
+					return usageError("want LOCAL and REMOTE")
+				}
+				c, err := o.connect(e)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				return put(ctx, c, e, args[0], args[1], *progress)
+			}
+		},
+	}
+}
+
+func put(ctx context.Context, c *client.Client, e *env, local, remote string, progress bool) error {
+	var src io.Reader = e.stdin
+	size := int64(-1)
+	name := "stdin"
+	if local != "-" {
+		f, err := os.Open(local)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		if st.IsDir() {
+			return fmt.Errorf("%s: is a directory", local)
+		}
+		src, size, name = f, st.Size(), filepath.Base(local)
+	}
+	dst := remotePath(remote)
+	if strings.HasSuffix(remote, "/") {
+		dst = path.Join(dst, name)
+	} else if a, err := c.Resolve(ctx, dst); err == nil && a.IsDir() {
+		dst = path.Join(dst, name)
+	}
+	f, err := c.CreatePath(ctx, dst, 0o644, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		return describe(dst, err)
+	}
+	bar := newProgress(e.stderr, progress, size, "put "+dst)
+	_, err = io.CopyBuffer(io.MultiWriter(f.IO(ctx), bar), src, make([]byte, 4<<20))
+	bar.finish()
+	if err != nil {
+		f.Close(ctx)
+		return describe(dst, err)
+	}
+	if err := f.Sync(ctx); err != nil {
+		f.Close(ctx)
+		return describe(dst, err)
+	}
+	return describe2(dst, f.Close(ctx))
+}
+
+// describe2 is describe for a possibly nil error.
+func describe2(p string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return describe(p, err)
+}
+
+func getCommand() command {
+	return command{
+		name: "get", usage: "REMOTE [LOCAL]", summary: "copy a file out of reelfs (LOCAL defaults to the base name; - writes stdout)",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			o := defineClientFlags(fs, e)
+			progress := fs.Bool("progress", isTerminal(e.stderr), "show progress (default: when stderr is a terminal)")
+			return func(ctx context.Context, args []string) error {
+				if len(args) < 1 || len(args) > 2 {
+					return usageError("want REMOTE [LOCAL]")
+				}
+				local := path.Base(remotePath(args[0]))
+				if len(args) == 2 {
+					local = args[1]
+				}
+				c, err := o.connect(e)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				return get(ctx, c, e, remotePath(args[0]), local, *progress)
+			}
+		},
+	}
+}
+
+func get(ctx context.Context, c *client.Client, e *env, src, local string, progress bool) error {
+	f, err := c.OpenPath(ctx, src, os.O_RDONLY)
+	if err != nil {
+		return describe(src, err)
+	}
+	defer f.Close(ctx)
+	if !f.Attr().IsRegular() {
+		return fmt.Errorf("%s: not a regular file", src)
+	}
+	var w io.Writer = e.stdout
+	var out *os.File
+	if local != "-" {
+		if st, err := os.Stat(local); err == nil && st.IsDir() {
+			local = filepath.Join(local, path.Base(src))
+		}
+		tmp := local + ".reelfs-part"
+		out, err = os.Create(tmp)
+		if err != nil {
+			return err
+		}
+		defer os.Remove(tmp) // no-op after the rename
+		w = out
+	}
+	bar := newProgress(e.stderr, progress && local != "-", f.Size(), "get "+src)
+	_, err = io.CopyBuffer(io.MultiWriter(w, bar), f.IO(ctx), make([]byte, 4<<20))
+	bar.finish()
+	if err != nil {
+		if out != nil {
+			out.Close()
+		}
+		return describe(src, err)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(out.Name(), local)
+}
+
+func catCommand() command {
+	return command{
+		name: "cat", usage: "REMOTE...", summary: "write files to stdout",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			o := defineClientFlags(fs, e)
+			return func(ctx context.Context, args []string) error {
+				if len(args) == 0 {
+					return usageError("want at least one REMOTE")
+				}
+				c, err := o.connect(e)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				for _, a := range args {
+					if err := get(ctx, c, e, remotePath(a), "-", false); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+		},
+	}
+}
+
+func lsCommand() command {
+	return command{
+		name: "ls", usage: "[PATH...]", summary: "list directories (-l for details)",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			o := defineClientFlags(fs, e)
+			long := fs.Bool("l", false, "long listing: mode, links, owner, size, mtime")
+			return func(ctx context.Context, args []string) error {
+				if len(args) == 0 {
+					args = []string{"/"}
+				}
+				c, err := o.connect(e)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				tw := tabwriter.NewWriter(e.stdout, 0, 8, 1, ' ', tabwriter.AlignRight*0)
+				defer tw.Flush()
+				for _, a := range args {
+					p := remotePath(a)
+					attr, err := c.Resolve(ctx, p)
+					if err != nil {
+						return describe(p, err)
+					}
+					if len(args) > 1 && attr.IsDir() {
+						fmt.Fprintf(tw, "%s:\n", p)
+					}
+					entries := []wire.DirEntry{{Name: path.Base(p), Attr: attr}}
+					if attr.IsDir() {
+						if entries, err = c.ReadDirAll(ctx, attr.Ino); err != nil {
+							return describe(p, err)
+						}
+					}
+					for _, de := range entries {
+						if *long {
+							fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\n", modeString(de.Attr.Mode), de.Attr.Nlink,
+								de.Attr.Uid, de.Attr.Gid, de.Attr.Size,
+								time.Unix(0, de.Attr.Mtime).Format("2006-01-02 15:04"), de.Name)
+						} else {
+							fmt.Fprintln(tw, de.Name)
+						}
+					}
+				}
+				return nil
+			}
+		},
+	}
+}
+
+// modeString renders a mode like ls -l does.
+func modeString(m uint32) string {
+	t := byte('-')
+	switch m & wire.ModeType {
+	case wire.ModeDir:
+		t = 'd'
+	case wire.ModeSymlink:
+		t = 'l'
+	case wire.ModeFIFO:
+		t = 'p'
+	case wire.ModeSocket:
+		t = 's'
+	case wire.ModeChar:
+		t = 'c'
+	case wire.ModeBlock:
+		t = 'b'
+	}
+	const rwx = "rwxrwxrwx"
+	b := []byte{t}
+	for i := 0; i < 9; i++ {
+		if m&(1<<(8-i)) != 0 {
+			b = append(b, rwx[i])
+		} else {
+			b = append(b, '-')
+		}
+	}
+	return string(b)
+}
+
+func mkdirCommand() command {
+	return command{
+		name: "mkdir", usage: "PATH...", summary: "make directories (-p: parents too, no error if existing)",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			o := defineClientFlags(fs, e)
+			parents := fs.Bool("p", false, "make parent directories as needed")
+			return func(ctx context.Context, args []string) error {
+				if len(args) == 0 {
+					return usageError("want at least one PATH")
+				}
+				c, err := o.connect(e)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				for _, a := range args {
+					p := remotePath(a)
+					if *parents {
+						if _, err := c.MkdirAll(ctx, p, 0o755); err != nil {
+							return describe(p, err)
+						}
+						continue
+					}
+					parent, err := c.Resolve(ctx, path.Dir(p))
+					if err != nil {
+						return describe(path.Dir(p), err)
+					}
+					if _, err := c.Mkdir(ctx, parent.Ino, path.Base(p), 0o755, uint32(os.Getuid()), uint32(os.Getgid())); err != nil {
+						return describe(p, err)
+					}
+				}
+				return nil
+			}
+		},
+	}
+}
+
+func rmCommand() command {
+	return command{
+		name: "rm", usage: "PATH...", summary: "remove files (-r: directories and their contents)",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			o := defineClientFlags(fs, e)
+			recursive := fs.Bool("r", false, "remove directories and their contents")
+			return func(ctx context.Context, args []string) error {
+				if len(args) == 0 {
+					return usageError("want at least one PATH")
+				}
+				c, err := o.connect(e)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				for _, a := range args {
+					p := remotePath(a)
+					if p == "/" {
+						return fmt.Errorf("refusing to remove /")
+					}
+					if err := c.RemovePath(ctx, p, *recursive); err != nil {
+						return describe(p, err)
+					}
+				}
+				return nil
+			}
+		},
+	}
+}
+
+func mvCommand() command {
+	return command{
+		name: "mv", usage: "FROM TO", summary: "rename or move a file or directory",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			o := defineClientFlags(fs, e)
+			return func(ctx context.Context, args []string) error {
+				if len(args) != 2 {
+					return usageError("want FROM and TO")
+				}
+				c, err := o.connect(e)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				from, to := remotePath(args[0]), remotePath(args[1])
+				if a, err := c.Resolve(ctx, to); err == nil && a.IsDir() {
+					to = path.Join(to, path.Base(from))
+				}
+				return describe2(from, c.RenamePath(ctx, from, to))
+			}
+		},
+	}
+}
+
+func statCommand() command {
+	return command{
+		name: "stat", usage: "PATH...", summary: "show inode attributes",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			o := defineClientFlags(fs, e)
+			return func(ctx context.Context, args []string) error {
+				if len(args) == 0 {
+					return usageError("want at least one PATH")
+				}
+				c, err := o.connect(e)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				for _, a := range args {
+					p := remotePath(a)
+					at, err := c.Resolve(ctx, p)
+					if err != nil {
+						return describe(p, err)
+					}
+					fmt.Fprintf(e.stdout, "  Path: %s\n  Inode: %d  Mode: %s (%04o)  Links: %d\n  Uid: %d  Gid: %d  Size: %d  Version: %d\n"+
+						"  Access: %s\n  Modify: %s\n  Change: %s\n",
+						p, at.Ino, modeString(at.Mode), at.Mode&wire.ModePerm, at.Nlink, at.Uid, at.Gid, at.Size, at.Version,
+						fmtTime(at.Atime), fmtTime(at.Mtime), fmtTime(at.Ctime))
+				}
+				return nil
+			}
+		},
+	}
+}
+
+func fmtTime(ns int64) string { return time.Unix(0, ns).Format("2006-01-02 15:04:05.000000000 -0700") }
+
+func statusCommand() command {
+	return command{
+		name: "status", usage: "", summary: "show groups, chunkservers, capacity and health",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			o := defineClientFlags(fs, e)
+			return func(ctx context.Context, args []string) error {
+				c, err := o.connect(e)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				st, err := c.StatFS(ctx)
+				if err != nil {
+					return describe(o.meta, err)
+				}
+				groups, err := c.Groups(ctx)
+				if err != nil {
+					return describe(o.meta, err)
+				}
+				fmt.Fprintf(e.stdout, "metaserver %s: %d inodes, capacity %s, free %s, %d healthy groups\n\n",
+					o.meta, st.Files, human(st.Total), human(st.Free), st.Groups)
+				sort.Slice(groups, func(i, j int) bool { return groups[i].ID < groups[j].ID })
+				tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
+				fmt.Fprintln(tw, "GROUP\tCHUNKSERVER\tADDR\tHEALTH\tCAPACITY\tFREE\tUSED\tBLOCKS\tLOAD\tSEQ\tLAST SEEN")
+				for _, g := range groups {
+					for _, m := range g.Members {
+						health := "healthy"
+						if !m.Healthy {
+							health = "DOWN"
+						}
+						seen := "never"
+						if m.LastSeen != 0 {
+							seen = time.Since(time.Unix(0, m.LastSeen)).Round(time.Second).String() + " ago"
+						}
+						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", g.ID, m.ID, m.Addr, health,
+							human(m.Capacity), human(m.Free), human(m.Used), m.Blocks, m.Load, m.Seq, seen)
+					}
+				}
+				return tw.Flush()
+			}
+		},
+	}
+}
+
+// human formats a byte count with binary units.
+func human(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

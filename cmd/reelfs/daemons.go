@@ -1,0 +1,397 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/reelfs/reelfs/chunkserver"
+	"github.com/reelfs/reelfs/client"
+	"github.com/reelfs/reelfs/fusefs"
+	"github.com/reelfs/reelfs/httpd"
+	"github.com/reelfs/reelfs/metaserver"
+)
+
+// logFlags adds --log-level and returns a constructor for the logger.
+func logFlags(fs *flag.FlagSet, e *env) func() *slog.Logger {
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	format := fs.String("log-format", "text", "log format: text or json")
+	return func() *slog.Logger {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(*level)); err != nil {
+			l = slog.LevelInfo
+		}
+		opts := &slog.HandlerOptions{Level: l}
+		if *format == "json" {
+			return slog.New(slog.NewJSONHandler(e.stderr, opts))
+		}
+		return slog.New(slog.NewTextHandler(e.stderr, opts))
+	}
+}
+
+func secretFlag(fs *flag.FlagSet, e *env) *string {
+	return fs.String("secret", e.getenv("REELFS_SECRET"), "cluster secret: internal calls and writes need it, reads need signed URLs (env REELFS_SECRET)")
+}
+
+func metaCommand() command {
+	return command{
+		name: "meta", usage: "", summary: "run a metaserver (namespace, tracker, GC)",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			cfg := metaserver.DefaultConfig()
+			fs.StringVar(&cfg.Dir, "dir", "./data/meta", "directory of the namespace database")
+			fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "listen address")
+			fs.DurationVar(&cfg.UploadGrace, "upload-grace", cfg.UploadGrace, "age after which uploaded but uncommitted blocks are removed")
+			fs.DurationVar(&cfg.GCInterval, "gc-interval", cfg.GCInterval, "how often queued block deletions are sent")
+			fs.DurationVar(&cfg.UploadGCInterval, "upload-gc-interval", cfg.UploadGCInterval, "how often chunkservers are scanned for uncommitted blocks")
+			fs.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", cfg.HeartbeatTimeout, "a chunkserver silent this long is not chosen")
+			secret := secretFlag(fs, e)
+			logger := logFlags(fs, e)
+			return func(ctx context.Context, args []string) error {
+				cfg.Secret, cfg.Logger = *secret, logger()
+				s, err := metaserver.New(cfg)
+				if err != nil {
+					return err
+				}
+				cfg.Logger.Info("metaserver listening", "addr", s.Addr(), "dir", cfg.Dir)
+				return s.Run(ctx)
+			}
+		},
+	}
+}
+
+func chunkCommand() command {
+	return command{
+		name: "chunk", usage: "", summary: "run a chunkserver (block store of one group member)",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			cfg := chunkserver.DefaultConfig()
+			fs.StringVar(&cfg.Dir, "dir", "./data/chunk", "directory of the block store")
+			fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "listen address")
+			fs.StringVar(&cfg.Advertise, "advertise", "", "address other peers use (default: the listen address)")
+			group := fs.Uint("group", uint(cfg.Group), "group id")
+			fs.StringVar(&cfg.Meta, "meta", envOr(e, "REELFS_META", defaultMeta), "metaserver address to heartbeat to (env REELFS_META)")
+			fs.Uint64Var(&cfg.Reserve, "reserve", cfg.Reserve, "bytes of disk kept free; PUTs past it answer NOSPACE")
+			secret := secretFlag(fs, e)
+			logger := logFlags(fs, e)
+			return func(ctx context.Context, args []string) error {
+				cfg.Group, cfg.Secret, cfg.Logger = uint32(*group), *secret, logger()
+				s, err := chunkserver.New(cfg)
+				if err != nil {
+					return err
+				}
+				cfg.Logger.Info("chunkserver listening", "addr", s.Addr(), "group", cfg.Group, "dir", cfg.Dir)
+				return s.Run(ctx)
+			}
+		},
+	}
+}
+
+func envOr(e *env, key, def string) string {
+	if v := e.getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func httpdCommand() command {
+	return command{
+		name: "httpd", usage: "", summary: "serve the namespace over HTTP for players (ranges, listings, player page)",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			cfg := httpd.DefaultConfig()
+			o := defineClientFlags(fs, e)
+			fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "listen address")
+			fs.BoolVar(&cfg.AccessLog, "access-log", true, "log every request")
+			fs.BoolVar(&cfg.AllowAnonymousWrites, "anonymous-writes", false, "allow PUT/DELETE without a secret (only for a private dev server)")
+			logger := logFlags(fs, e)
+			return func(ctx context.Context, args []string) error {
+				cfg.Secret, cfg.Logger = o.secret, logger()
+				c, err := o.connect(e)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				s, err := httpd.New(cfg, httpd.FromClient(c))
+				if err != nil {
+					return err
+				}
+				cfg.Logger.Info("httpd listening", "url", "http://"+s.Addr()+"/")
+				return s.Run(ctx)
+			}
+		},
+	}
+}
+
+// mountFlags are the options of a FUSE mount shared by mount and server.
+func mountFlags(fs *flag.FlagSet) *fusefs.Options {
+	opt := fusefs.DefaultOptions()
+	fs.DurationVar(&opt.EntryTimeout, "entry-timeout", opt.EntryTimeout, "kernel cache time of names")
+	fs.DurationVar(&opt.AttrTimeout, "attr-timeout", opt.AttrTimeout, "kernel cache time of attributes")
+	fs.BoolVar(&opt.Debug, "fuse-debug", false, "log every FUSE request")
+	return &opt
+}
+
+func mountCommand() command {
+	return command{
+		name: "mount", usage: "MOUNTPOINT", summary: "mount the cluster as a POSIX filesystem (FUSE) until SIGINT/SIGTERM",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			o := defineClientFlags(fs, e)
+			opt := mountFlags(fs)
+			logger := logFlags(fs, e)
+			return func(ctx context.Context, args []string) error {
+				if len(args) != 1 {
+					return usageError("want MOUNTPOINT")
+				}
+				opt.Logger = logger()
+				c, err := o.connect(e)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				m, err := fusefs.Mount(ctx, c, args[0], *opt)
+				if err != nil {
+					return err
+				}
+				opt.Logger.Info("mounted", "mountpoint", args[0], "meta", o.meta)
+				return waitMount(ctx, m)
+			}
+		},
+	}
+}
+
+// waitMount blocks until ctx is cancelled (then unmounts) or the kernel
+// unmounts the filesystem.
+func waitMount(ctx context.Context, m *fusefs.Mount) error {
+	done := make(chan struct{})
+	go func() { m.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		err := m.Unmount()
+		<-done
+		return err
+	}
+}
+
+func umountCommand() command {
+	return command{
+		name: "umount", usage: "MOUNTPOINT", summary: "unmount, also a mount point left behind by a killed client (lazy unmount)",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			return func(ctx context.Context, args []string) error {
+				if len(args) != 1 {
+					return usageError("want MOUNTPOINT")
+				}
+				return fusefs.LazyUnmount(args[0])
+			}
+		},
+	}
+}
+
+func signCommand() command {
+	return command{
+		name: "sign", usage: "PATH", summary: "print a signed URL for PATH (reads need one when a secret is set)",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			secret := secretFlag(fs, e)
+			ttl := fs.Duration("ttl", time.Hour, "how long the URL stays valid")
+			base := fs.String("base", "http://"+defaultHTTP, "base URL of the httpd")
+			return func(ctx context.Context, args []string) error {
+				if len(args) != 1 {
+					return usageError("want PATH")
+				}
+				if *secret == "" {
+					return errors.New("no secret: set --secret or REELFS_SECRET")
+				}
+				fmt.Fprintln(e.stdout, httpd.SignURL(strings.TrimRight(*base, "/"), *secret, remotePath(args[0]), *ttl, time.Now()))
+				return nil
+			}
+		},
+	}
+}
+
+func serverCommand() command {
+	return command{
+		name: "server", usage: "", summary: "run everything in one process: metaserver, a group of 2 chunkservers, httpd and (with --mount) a FUSE mount",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			dir := fs.String("dir", "./data", "directory for all data (meta/, chunk1/, chunk2/)")
+			metaAddr := fs.String("meta-listen", defaultMeta, "metaserver listen address")
+			chunkAddrs := fs.String("chunk-listen", defaultChunk1+","+defaultChunk2, "the two chunkservers' listen addresses")
+			httpAddr := fs.String("http-listen", defaultHTTP, "httpd listen address (empty: no httpd)")
+			mountDir := fs.String("mount", "", "mount the filesystem here (empty: no mount)")
+			reserve := fs.Uint64("reserve", chunkserver.DefaultConfig().Reserve, "bytes of disk each chunkserver keeps free")
+			uploadGrace := fs.Duration("upload-grace", metaserver.DefaultConfig().UploadGrace, "age after which uncommitted blocks are removed")
+			anonWrites := fs.Bool("anonymous-writes", false, "allow HTTP PUT/DELETE without a secret (private dev server only)")
+			secret := secretFlag(fs, e)
+			opt := mountFlags(fs)
+			logger := logFlags(fs, e)
+			return func(ctx context.Context, args []string) error {
+				if len(args) != 0 {
+					return usageError("server takes no arguments")
+				}
+				log := logger()
+				addrs := strings.Split(*chunkAddrs, ",")
+				if len(addrs) != 2 {
+					return usageError("--chunk-listen wants two comma-separated addresses")
+				}
+				return runServer(ctx, serverSpec{
+					dir: *dir, meta: *metaAddr, chunks: addrs, http: *httpAddr, mount: *mountDir,
+					reserve: *reserve, uploadGrace: *uploadGrace, secret: *secret, anonWrites: *anonWrites,
+					mountOpt: *opt, log: log, stdout: e,
+				})
+			}
+		},
+	}
+}
+
+type serverSpec struct {
+	dir, meta, http, mount, secret string
+	chunks                         []string
+	reserve                        uint64
+	uploadGrace                    time.Duration
+	anonWrites                     bool
+	mountOpt                       fusefs.Options
+	log                            *slog.Logger
+	stdout                         *env
+}
+
+// runServer starts the all-in-one cluster and stops it in dependency
+// order: mount and httpd first (they flush through the client), then the
+// chunkservers and the metaserver.
+func runServer(ctx context.Context, sp serverSpec) error {
+	mcfg := metaserver.DefaultConfig()
+	mcfg.Dir, mcfg.Listen, mcfg.Secret, mcfg.UploadGrace = filepath.Join(sp.dir, "meta"), sp.meta, sp.secret, sp.uploadGrace
+	mcfg.Logger = sp.log.With("daemon", "meta")
+	meta, err := metaserver.New(mcfg)
+	if err != nil {
+		return err
+	}
+	var chunks []*chunkserver.Server
+	for i, addr := range sp.chunks {
+		ccfg := chunkserver.DefaultConfig()
+		ccfg.Dir, ccfg.Listen, ccfg.Meta, ccfg.Group = filepath.Join(sp.dir, fmt.Sprintf("chunk%d", i+1)), addr, meta.Addr(), 1
+		ccfg.Secret, ccfg.Reserve = sp.secret, sp.reserve
+		ccfg.Logger = sp.log.With("daemon", "chunk", "n", i+1)
+		cs, err := chunkserver.New(ccfg)
+		if err != nil {
+			meta.Close()
+			for _, c := range chunks {
+				c.Close()
+			}
+			return err
+		}
+		chunks = append(chunks, cs)
+	}
+
+	backCtx, stopBack := context.WithCancel(context.Background())
+	defer stopBack()
+	back, backCtx := errgroup.WithContext(backCtx)
+	back.Go(func() error { return meta.Run(backCtx) })
+	for _, cs := range chunks {
+		back.Go(func() error { return cs.Run(backCtx) })
+	}
+
+	ccfg := client.DefaultConfig()
+	ccfg.Meta, ccfg.Secret, ccfg.Logger = meta.Addr(), sp.secret, sp.log.With("daemon", "client")
+	c, err := client.New(ccfg)
+	if err != nil {
+		stopBack()
+		back.Wait()
+		return err
+	}
+	defer c.Close()
+	if err := waitHealthy(ctx, c, len(chunks)); err != nil {
+		stopBack()
+		back.Wait()
+		return err
+	}
+
+	front, frontCtx := errgroup.WithContext(ctx)
+	var url string
+	if sp.http != "" {
+		hcfg := httpd.DefaultConfig()
+		hcfg.Listen, hcfg.Secret, hcfg.AllowAnonymousWrites = sp.http, sp.secret, sp.anonWrites
+		hcfg.Logger, hcfg.AccessLog = sp.log.With("daemon", "httpd"), true
+		h, err := httpd.New(hcfg, httpd.FromClient(c))
+		if err != nil {
+			stopBack()
+			back.Wait()
+			return err
+		}
+		url = "http://" + h.Addr() + "/"
+		front.Go(func() error { return h.Run(frontCtx) })
+	}
+	if sp.mount != "" {
+		if err := os.MkdirAll(sp.mount, 0o755); err != nil {
+			return err
+		}
+		opt := sp.mountOpt
+		opt.Logger = sp.log.With("daemon", "mount")
+		m, err := fusefs.Mount(frontCtx, c, sp.mount, opt)
+		if err != nil {
+			stopBack()
+			back.Wait()
+			return fmt.Errorf("mount %s: %w", sp.mount, err)
+		}
+		front.Go(func() error { return waitMount(frontCtx, m) })
+	}
+
+	w := sp.stdout.stdout
+	fmt.Fprintf(w, "reelfs is running (data in %s)\n", sp.dir)
+	fmt.Fprintf(w, "  metaserver   %s\n", meta.Addr())
+	for i, cs := range chunks {
+		fmt.Fprintf(w, "  chunkserver  %s (group 1, member %d)\n", cs.Addr(), i+1)
+	}
+	if url != "" {
+		fmt.Fprintf(w, "  http         %s   (try: curl %sclip.mp4, or open %splayer/clip.mp4)\n", url, url, url)
+	}
+	if sp.mount != "" {
+		fmt.Fprintf(w, "  mount        %s   (try: cp movie.mp4 %s/clip.mp4)\n", sp.mount, strings.TrimRight(sp.mount, "/"))
+	}
+	fmt.Fprintf(w, "  cli          reelfs put movie.mp4 /clip.mp4; reelfs ls -l /; reelfs status\n")
+	fmt.Fprintf(w, "Press Ctrl-C to stop.\n")
+
+	<-frontCtx.Done()
+	ferr := front.Wait()
+	stopBack()
+	berr := back.Wait()
+	if ferr != nil && !errors.Is(ferr, context.Canceled) {
+		return ferr
+	}
+	if berr != nil && !errors.Is(berr, context.Canceled) {
+		return berr
+	}
+	return nil
+}
+
+// waitHealthy waits until n chunkservers have heartbeated.
+func waitHealthy(ctx context.Context, c *client.Client, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		groups, err := c.Groups(ctx)
+		healthy := 0
+		if err == nil {
+			for _, g := range groups {
+				for _, m := range g.Members {
+					if m.Healthy {
+						healthy++
+					}
+				}
+			}
+		}
+		if healthy >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("chunkservers did not report healthy (%d of %d): %w", healthy, n, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

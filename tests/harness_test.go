@@ -1,0 +1,299 @@
+// Package tests holds end-to-end tests: they build the real reelfs binary,
+// start it as separate processes on loopback ports and check what users
+// see (bytes by sha256, exit codes, messages).
+package tests
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// reelfsBin is the binary under test: $REELFS_BIN (make e2e sets it) or
+// one built once by TestMain.
+var reelfsBin string
+
+func TestMain(m *testing.M) {
+	reelfsBin = os.Getenv("REELFS_BIN")
+	cleanup := func() {}
+	if reelfsBin == "" {
+		dir, err := os.MkdirTemp("", "reelfs-e2e-bin")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		cleanup = func() { os.RemoveAll(dir) }
+		reelfsBin = filepath.Join(dir, "reelfs")
+		build := exec.Command("go", "build", "-o", reelfsBin, "github.com/reelfs/reelfs/cmd/reelfs")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build reelfs:", err)
+			cleanup()
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
+}
+
+// freeAddr returns a loopback address with a port that was free just now.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// cluster is a running `reelfs server` process.
+type cluster struct {
+	t      testing.TB
+	dir    string // --dir
+	meta   string
+	chunks []string
+	http   string
+	mount  string
+	extra  []string
+	cmd    *exec.Cmd
+	done   chan error
+	log    *lockedBuffer
+}
+
+type clusterOpts struct {
+	mount bool     // mount FUSE at dir/mnt
+	http  bool     // start httpd
+	extra []string // more server flags
+}
+
+// startCluster starts `reelfs server` with fresh ports and data under a
+// temp dir, and stops it (SIGTERM) when the test ends.
+func startCluster(t testing.TB, o clusterOpts) *cluster {
+	t.Helper()
+	c := &cluster{t: t, dir: t.TempDir(), meta: freeAddr(t), chunks: []string{freeAddr(t), freeAddr(t)}, extra: o.extra}
+	if o.http {
+		c.http = freeAddr(t)
+	}
+	if o.mount {
+		c.mount = filepath.Join(c.dir, "mnt")
+	}
+	c.start()
+	t.Cleanup(c.stop)
+	return c
+}
+
+func (c *cluster) args() []string {
+	a := []string{"server", "--dir", filepath.Join(c.dir, "data"), "--meta-listen", c.meta,
+		"--chunk-listen", strings.Join(c.chunks, ","), "--http-listen", c.http, "--mount", c.mount}
+	return append(a, c.extra...)
+}
+
+// start launches the server and waits for its "reelfs is running" banner.
+func (c *cluster) start() {
+	c.t.Helper()
+	c.log = &lockedBuffer{}
+	c.cmd = exec.Command(reelfsBin, c.args()...)
+	c.cmd.Stderr = c.log
+	stdout, err := c.cmd.StdoutPipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.done = make(chan error, 1)
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		once := sync.Once{}
+		for sc.Scan() {
+			c.log.Write([]byte("stdout: " + sc.Text() + "\n"))
+			if strings.HasPrefix(sc.Text(), "Press Ctrl-C") {
+				once.Do(func() { close(ready) })
+			}
+		}
+	}()
+	go func() { c.done <- c.cmd.Wait() }()
+	select {
+	case <-ready:
+	case err := <-c.done:
+		c.t.Fatalf("reelfs server exited at start: %v\n%s", err, c.log.String())
+	case <-time.After(60 * time.Second):
+		c.t.Fatalf("reelfs server did not start in 60s\n%s", c.log.String())
+	}
+}
+
+// stop sends SIGTERM and waits for a graceful exit.
+func (c *cluster) stop() {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-c.done:
+		if err != nil {
+			c.t.Errorf("reelfs server did not exit cleanly: %v\n%s", err, tail(c.log.String(), 4000))
+		}
+	case <-time.After(60 * time.Second):
+		c.cmd.Process.Kill()
+		<-c.done
+		c.t.Errorf("reelfs server ignored SIGTERM for 60s\n%s", tail(c.log.String(), 4000))
+	}
+	if c.mount != "" {
+		exec.Command("fusermount3", "-u", "-z", c.mount).Run()
+	}
+}
+
+// kill9 kills the server without warning, as a crash would.
+func (c *cluster) kill9() {
+	c.cmd.Process.Kill()
+	<-c.done
+	if c.mount != "" {
+		exec.Command("fusermount3", "-u", "-z", c.mount).Run()
+	}
+}
+
+// restart starts the server again on the same ports and data.
+func (c *cluster) restart() { c.start() }
+
+// cli runs a client command against the cluster and returns stdout,
+// stderr and the exit code.
+func (c *cluster) cli(args ...string) (string, string, int) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, reelfsBin, args...)
+	cmd.Env = append(os.Environ(), "REELFS_META="+c.meta)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("run reelfs %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// mustCLI runs a client command that must succeed.
+func (c *cluster) mustCLI(args ...string) string {
+	c.t.Helper()
+	out, errs, code := c.cli(args...)
+	if code != 0 {
+		c.t.Fatalf("reelfs %v: exit %d: %s", args, code, errs)
+	}
+	return out
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// writeRandomFile writes size pseudo-random bytes (seeded) to path and
+// returns their sha256.
+func writeRandomFile(t testing.TB, path string, size int64, seed uint64) string {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	r := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), byte(seed >> 24)})
+	buf := make([]byte, 4<<20)
+	for left := size; left > 0; {
+		n := int64(len(buf))
+		if left < n {
+			n = left
+		}
+		r.Read(buf[:n])
+		h.Write(buf[:n])
+		if _, err := f.Write(buf[:n]); err != nil {
+			t.Fatal(err)
+		}
+		left -= n
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// sha256File hashes a local file.
+func sha256File(t testing.TB, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// dirBytes sums the sizes of regular files under dir.
+func dirBytes(t testing.TB, dir string) int64 {
+	t.Helper()
+	var n int64
+	filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+// eventually polls cond every 100ms until it holds or the wait is over.
+func eventually(t testing.TB, wait time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within %s", what, wait)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
