@@ -1,0 +1,119 @@
+// Package chunkserver is the reelfs block store daemon: immutable blocks on
+// local disk, checked with CRC32C on every read, a binlog of local changes,
+// an HTTP API (fasthttp) and a heartbeat to the tracker.
+//
+// # Layout of Config.Dir
+//
+//	Dir/LOCK                   flock held while a server runs on Dir
+//	Dir/id                     the server id, random on first start
+//	Dir/blocks/XX/YY/<id>      one file per block; <id> is wire.BlockName
+//	Dir/binlog/<seq>.log       binlog segments, named by their first seq
+//
+// XX and YY are the lowest and second-lowest byte of the block id in hex.
+// The metaserver hands out ids in increasing ranges, so consecutive blocks
+// land in different directories and the 65,536 leaves fill evenly.
+//
+// # Block files
+//
+// A block file is the data followed by a trailer (little-endian):
+//
+//	data     n bytes (n <= wire.MaxBlockSize)
+//	crcs     ceil(n/64 KiB) x uint32: CRC32C (Castagnoli) of each 64 KiB piece
+//	footer   uint64 n | uint16 version (1) | uint16 flags (0)
+//	         | uint32 CRC32C of crcs and the preceding footer bytes | "RFSB"
+//
+// The file size follows from n, so the startup scan sizes every block
+// with a stat, and a reader finds the footer and the whole CRC table
+// (at most 276 bytes) with one pread of the file's tail. A read of a byte
+// range reads only the 64 KiB pieces that cover it and verifies each one
+// against its CRC before any byte is returned; a mismatch is an error that
+// matches wire.ErrChecksum and names the block, this server (ID@ADDR) and
+// the damaged byte range. A trailer that does not decode (truncated or
+// foreign file) is the same CHECKSUM error, also matching ErrTrailer.
+// Wrong bytes are never served.
+//
+// # Write protocol
+//
+// A PUT is acknowledged only when the block survives a crash:
+//
+//  1. refuse it (NOSPACE, nothing written) if the file would leave less
+//     than Config.Reserve free on the file system;
+//  2. write data and trailer to Dir/blocks/XX/YY/.tmp-<id>-<random>;
+//  3. fsync the file, rename it to <id>, fsync the directory (and, when a
+//     leaf directory was just created, its parent);
+//  4. append a put entry to the binlog and fsync the binlog;
+//  5. add the block to the in-memory index, then answer 201.
+//
+// Writers of one id are serialized (striped mutexes), so the existence
+// check, the write and the binlog entry of a block happen in one order.
+// Blocks are immutable: a PUT of a stored id with identical bytes answers
+// 200 and changes nothing (a retry); different bytes answer EEXIST. A
+// stored copy that fails its checksums is replaced by the new PUT, which
+// is how a damaged block gets repaired. A client-sent X-Reelfs-Crc32c of
+// the body is checked before anything is written (EINVAL on mismatch).
+// DELETE unlinks the file, fsyncs the directory, logs a del entry.
+//
+// A crash between steps 2 and 3 leaves a temp file, which the next start
+// removes. A crash between 3 and 4 leaves a stored block with no binlog
+// entry; it was never acknowledged, and followers that compare inventories
+// find it.
+//
+// # Binlog
+//
+// The binlog is an append-only log of fixed 40-byte records (seq, block
+// id, time, size, op, CRC32C), split into segment files of up to 65,536
+// records, so entry seq lives at a computed offset. It was chosen over a
+// goleveldb because it needs nothing but appends, positional reads and
+// whole-file deletes. Rules:
+//
+//   - Sequence numbers start at 1, grow by one per entry and never go
+//     back: the newest segment is never trimmed, and on start the
+//     sequence continues after the newest intact record.
+//   - An entry is written, then fsynced before Append returns. Appends
+//     that arrive during an fsync share the next one (group commit).
+//   - Readers see only fsynced entries, so a follower never reads an
+//     entry that a crash could take back and reuse.
+//   - On start the newest segment is verified and cut at the first torn
+//     record; segments that are not contiguous with the newest are dropped.
+//   - Segments are deleted, oldest first, while the newer ones still hold
+//     Config.BinlogKeep entries. First reports the oldest entry held; a
+//     follower whose next seq is below First must resync by inventory.
+//   - A failed write or fsync is sticky: the binlog and every PUT and
+//     DELETE fail until restart, because after a failed fsync the kernel
+//     may have dropped the dirty pages and a retry could report success
+//     for lost data.
+//
+// GET /v1/binlog?from=S&limit=N&wait=10s is a blocking query in the style
+// of Consul: it waits until an entry >= S is durable or the wait passes
+// (capped at 5 minutes; shutdown ends it at once) and answers a
+// wire.BinlogReply, possibly empty. Shipping the log to followers is built
+// on this endpoint elsewhere.
+//
+// # HTTP API
+//
+// The endpoints are those of internal/wire: PUT/GET/HEAD/DELETE
+// /v1/block/{id}, GET /v1/blocks, GET /v1/binlog, GET /v1/status and GET
+// /metrics. GET takes one Range (bytes=a-b, a- or -n; 206 with
+// Content-Range, 416 when unsatisfiable, 400 for several ranges). With
+// Config.Secret set every request but /metrics must carry it (401
+// otherwise). Errors are wire.ReplyError bodies; bad ids, ranges and query
+// parameters are 400, unknown or repeated parameters too, wrong methods
+// 405, oversized bodies 413. Block GETs are read into pooled 4 MiB buffers
+// and written from there without another copy.
+//
+// # Heartbeat
+//
+// With Config.Meta set, Run posts a wire.Heartbeat to the tracker at once
+// and every Config.HeartbeatEvery: id, advertised address, group, disk
+// capacity, free space above the reserve, used bytes, blocks, block
+// requests in flight, and the newest binlog seq. Failures are retried on
+// the next tick and logged only when the state changes.
+//
+// # Lifecycle
+//
+// New validates the Config, locks Dir, loads or creates the id, binds the
+// listener (Addr is known at once), opens the binlog and scans the store.
+// Run serves until its context ends, then ends long-polls, lets in-flight
+// requests finish for up to 10 s, closes everything and returns after its
+// goroutines stop. Close releases a Server that never ran.
+package chunkserver

@@ -1,0 +1,428 @@
+package chunkserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/reelfs/reelfs/internal/wire"
+)
+
+// Listing and long-poll bounds.
+const (
+	defaultListLimit = 1000
+	maxListLimit     = 10000
+	// maxWait caps a binlog long-poll, as Consul caps blocking queries.
+	maxWait = 5 * time.Minute
+)
+
+// Endpoint labels for metrics.
+const (
+	opBlock   = "block"
+	opBlocks  = "blocks"
+	opBinlog  = "binlog"
+	opStatus  = "status"
+	opMetrics = "metrics"
+	opOther   = "other"
+)
+
+// handle is the fasthttp handler: it routes, checks the secret and counts
+// the request.
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	path := ctx.Path()
+	op := opOther
+	switch {
+	case bytes.HasPrefix(path, []byte(wire.PathBlock)):
+		op = opBlock
+	case string(path) == wire.PathBlocks:
+		op = opBlocks
+	case string(path) == wire.PathBinlog:
+		op = opBinlog
+	case string(path) == wire.PathStatus:
+		op = opStatus
+	case string(path) == "/metrics":
+		op = opMetrics
+	}
+	defer func() { s.metrics.observe(op, ctx.Method(), ctx.Response.StatusCode()) }()
+
+	if op == opMetrics {
+		if !ctx.IsGet() && !ctx.IsHead() {
+			methodNotAllowed(ctx, "GET, HEAD")
+			return
+		}
+		s.metrics.handler(ctx)
+		return
+	}
+	if !wire.Authorized(ctx, s.cfg.Secret) {
+		wire.ReplyError(ctx, wire.Errorf(wire.ErrUnauthorized, "chunkserver: missing or wrong cluster secret"))
+		return
+	}
+	switch op {
+	case opBlock:
+		s.inflight.Add(1)
+		defer s.inflight.Add(-1)
+		s.handleBlock(ctx, string(path[len(wire.PathBlock):]))
+	case opBlocks:
+		if !ctx.IsGet() {
+			methodNotAllowed(ctx, "GET")
+			return
+		}
+		s.handleList(ctx)
+	case opBinlog:
+		if !ctx.IsGet() {
+			methodNotAllowed(ctx, "GET")
+			return
+		}
+		s.handleBinlog(ctx)
+	case opStatus:
+		if !ctx.IsGet() {
+			methodNotAllowed(ctx, "GET")
+			return
+		}
+		wire.ReplyJSON(ctx, s.member())
+	default:
+		wire.ReplyError(ctx, wire.Errorf(wire.ErrNotFound, "chunkserver: no endpoint %q", truncate(string(path), 80)))
+	}
+}
+
+// handleBlock serves PUT/GET/HEAD/DELETE /v1/block/{id}.
+func (s *Server) handleBlock(ctx *fasthttp.RequestCtx, name string) {
+	method := string(ctx.Method())
+	switch method {
+	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodPut, fasthttp.MethodDelete:
+	default:
+		methodNotAllowed(ctx, "GET, HEAD, PUT, DELETE")
+		return
+	}
+	id, err := wire.ParseBlockName(name)
+	if err != nil {
+		wire.ReplyError(ctx, err)
+		return
+	}
+	switch method {
+	case fasthttp.MethodGet:
+		s.getBlock(ctx, id, false)
+	case fasthttp.MethodHead:
+		s.getBlock(ctx, id, true)
+	case fasthttp.MethodPut:
+		s.putBlock(ctx, id)
+	case fasthttp.MethodDelete:
+		if err := s.store.Delete(context.Background(), id); err != nil {
+			s.replyStoreError(ctx, err)
+			return
+		}
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+	}
+}
+
+// putBlock stores the request body: 201 when new, 200 when the identical
+// block was already stored.
+func (s *Server) putBlock(ctx *fasthttp.RequestCtx, id uint64) {
+	body := ctx.PostBody()
+	if len(body) > wire.MaxBlockSize {
+		replyStatus(ctx, fasthttp.StatusRequestEntityTooLarge, wire.Errorf(wire.ErrInvalid,
+			"chunkserver: block of %d bytes exceeds the maximum of %d", len(body), wire.MaxBlockSize))
+		return
+	}
+	if h := ctx.Request.Header.Peek(wire.HeaderCRC); h != nil {
+		want, ok := parseCRCHeader(h)
+		if !ok {
+			wire.ReplyError(ctx, wire.Errorf(wire.ErrInvalid, "chunkserver: %s %q: want 8 hex digits",
+				wire.HeaderCRC, truncate(string(h), 40)))
+			return
+		}
+		if got := crc32.Checksum(body, s.crc); got != want {
+			wire.ReplyError(ctx, wire.Errorf(wire.ErrInvalid,
+				"chunkserver: block %s: body CRC32C %08x does not match %s %08x (damaged in transit)",
+				wire.BlockName(id), got, wire.HeaderCRC, want))
+			return
+		}
+	}
+	created, err := s.store.Put(context.Background(), id, body)
+	if err != nil {
+		s.replyStoreError(ctx, err)
+		return
+	}
+	if created {
+		s.metrics.bytesWritten.Add(float64(len(body)))
+		ctx.SetStatusCode(fasthttp.StatusCreated)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusOK)
+}
+
+// parseCRCHeader parses 8 hex digits (either case).
+func parseCRCHeader(h []byte) (uint32, bool) {
+	if len(h) != 8 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(h), 16, 32)
+	return uint32(v), err == nil
+}
+
+// getBlock serves GET (whole block or one Range) and HEAD. Every byte sent
+// was verified against its CRC32C in this request.
+func (s *Server) getBlock(ctx *fasthttp.RequestCtx, id uint64, head bool) {
+	bf, err := s.store.Open(context.Background(), id)
+	if err != nil {
+		s.replyStoreError(ctx, err)
+		return
+	}
+	defer bf.Close()
+	size := bf.Size()
+	if head {
+		ctx.Response.Header.Set(fasthttp.HeaderAcceptRanges, "bytes")
+		ctx.SetContentType("application/octet-stream")
+		ctx.Response.Header.SetContentLength(int(size))
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		return
+	}
+	off, n, status := int64(0), size, fasthttp.StatusOK
+	if h := ctx.Request.Header.Peek(fasthttp.HeaderRange); h != nil {
+		spec, err := parseRange(string(h))
+		if err != nil {
+			wire.ReplyError(ctx, err)
+			return
+		}
+		off, n, err = spec.resolve(size)
+		if err != nil {
+			ctx.Response.Header.Set(fasthttp.HeaderContentRange, fmt.Sprintf("bytes */%d", size))
+			replyStatus(ctx, fasthttp.StatusRequestedRangeNotSatisfiable, wire.Errorf(wire.ErrRange,
+				"chunkserver: block %s: %v", wire.BlockName(id), err))
+			return
+		}
+		status = fasthttp.StatusPartialContent
+	}
+	bufp := s.bufs.Get().(*[]byte)
+	data, err := bf.ReadRange(off, n, *bufp)
+	if err != nil {
+		s.bufs.Put(bufp)
+		s.replyStoreError(ctx, err)
+		return
+	}
+	ctx.Response.Header.Set(fasthttp.HeaderAcceptRanges, "bytes")
+	if status == fasthttp.StatusPartialContent {
+		ctx.Response.Header.Set(fasthttp.HeaderContentRange, fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size))
+	}
+	ctx.SetContentType("application/octet-stream")
+	ctx.SetStatusCode(status)
+	body := &pooledBody{buf: bufp, pool: &s.bufs}
+	body.Reset(data)
+	// fasthttp writes the stream with bytes.Reader's WriteTo (no copy into
+	// a response buffer) and then calls Close, which recycles the buffer.
+	ctx.Response.SetBodyStream(body, int(n))
+	s.metrics.bytesRead.Add(float64(n))
+}
+
+// pooledBody is a response body read from a pooled buffer that goes back
+// to the pool when fasthttp closes the stream.
+type pooledBody struct {
+	bytes.Reader
+	buf  *[]byte
+	pool *sync.Pool
+}
+
+// Close returns the buffer to the pool; fasthttp calls it once the body
+// was written (or the response was dropped).
+func (b *pooledBody) Close() error {
+	if b.buf != nil {
+		b.Reset(nil)
+		b.pool.Put(b.buf)
+		b.buf = nil
+	}
+	return nil
+}
+
+// handleList serves GET /v1/blocks?after=ID&limit=N&before=UNIXNANO.
+// after is a block name (16 hex digits, as in paths) or a decimal id.
+func (s *Server) handleList(ctx *fasthttp.RequestCtx) {
+	q, err := parseQuery(ctx, "after", "limit", "before")
+	if err != nil {
+		wire.ReplyError(ctx, err)
+		return
+	}
+	var after uint64
+	if v, ok := q["after"]; ok {
+		if after, err = parseAfter(v); err != nil {
+			wire.ReplyError(ctx, err)
+			return
+		}
+	}
+	limit, err := parseLimit(q)
+	if err != nil {
+		wire.ReplyError(ctx, err)
+		return
+	}
+	var before int64
+	if v, ok := q["before"]; ok {
+		b, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || b < 0 {
+			wire.ReplyError(ctx, wire.Errorf(wire.ErrInvalid, "chunkserver: before=%q: want Unix nanoseconds", truncate(v, 40)))
+			return
+		}
+		before = b
+	}
+	list, err := s.store.List(context.Background(), after, limit, before)
+	if err != nil {
+		s.replyStoreError(ctx, err)
+		return
+	}
+	wire.ReplyJSON(ctx, list)
+}
+
+// parseAfter reads the after parameter: a 16-hex-digit block name, or a
+// decimal id when it is not 16 characters long.
+func parseAfter(v string) (uint64, error) {
+	if len(v) == 16 {
+		if v == "0000000000000000" {
+			return 0, nil
+		}
+		return wire.ParseBlockName(v)
+	}
+	id, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, wire.Errorf(wire.ErrInvalid, "chunkserver: after=%q: want a block name or a decimal id", truncate(v, 40))
+	}
+	return id, nil
+}
+
+// parseLimit reads limit: default when absent or 0, capped at the maximum.
+func parseLimit(q map[string]string) (int, error) {
+	v, ok := q["limit"]
+	if !ok {
+		return defaultListLimit, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, wire.Errorf(wire.ErrInvalid, "chunkserver: limit=%q: want a count", truncate(v, 40))
+	}
+	if n == 0 {
+		return defaultListLimit, nil
+	}
+	return min(n, maxListLimit), nil
+}
+
+// handleBinlog serves GET /v1/binlog?from=SEQ&limit=N&wait=DURATION. With
+// wait it blocks until an entry >= from is durable or the wait passes, then
+// answers with what it has (possibly no entries).
+func (s *Server) handleBinlog(ctx *fasthttp.RequestCtx) {
+	q, err := parseQuery(ctx, "from", "limit", "wait")
+	if err != nil {
+		wire.ReplyError(ctx, err)
+		return
+	}
+	var from uint64
+	if v, ok := q["from"]; ok {
+		if from, err = strconv.ParseUint(v, 10, 64); err != nil {
+			wire.ReplyError(ctx, wire.Errorf(wire.ErrInvalid, "chunkserver: from=%q: want a sequence number", truncate(v, 40)))
+			return
+		}
+	}
+	limit, err := parseLimit(q)
+	if err != nil {
+		wire.ReplyError(ctx, err)
+		return
+	}
+	if v, ok := q["wait"]; ok {
+		wait, err := time.ParseDuration(v)
+		if err != nil || wait < 0 {
+			wire.ReplyError(ctx, wire.Errorf(wire.ErrInvalid, "chunkserver: wait=%q: want a duration such as 10s", truncate(v, 40)))
+			return
+		}
+		if wait > 0 {
+			wctx, cancel := context.WithTimeout(s.polls, min(wait, maxWait))
+			err := s.binlog.Wait(wctx, max(from, 1))
+			cancel()
+			if errors.Is(err, ErrClosed) {
+				wire.ReplyError(ctx, wire.Errorf(wire.ErrUnavailable, "chunkserver: shutting down"))
+				return
+			}
+		}
+	}
+	reply, err := s.binlog.Read(context.Background(), from, limit)
+	if err != nil {
+		s.replyStoreError(ctx, err)
+		return
+	}
+	wire.ReplyJSON(ctx, reply)
+}
+
+// parseQuery returns the query parameters, refusing unknown and repeated
+// ones so a typo fails loudly instead of being ignored.
+func parseQuery(ctx *fasthttp.RequestCtx, allowed ...string) (map[string]string, error) {
+	q := make(map[string]string, len(allowed))
+	for k, v := range ctx.QueryArgs().All() {
+		key := string(k)
+		if key == "" && len(v) == 0 {
+			continue
+		}
+		known := false
+		for _, a := range allowed {
+			known = known || a == key
+		}
+		if !known {
+			return nil, wire.Errorf(wire.ErrInvalid, "chunkserver: unknown query parameter %q", truncate(key, 40))
+		}
+		if _, dup := q[key]; dup {
+			return nil, wire.Errorf(wire.ErrInvalid, "chunkserver: query parameter %q given twice", key)
+		}
+		q[key] = string(v)
+	}
+	return q, nil
+}
+
+// replyStoreError answers with a store error, counting and logging damage.
+func (s *Server) replyStoreError(ctx *fasthttp.RequestCtx, err error) {
+	switch {
+	case errors.Is(err, wire.ErrChecksum):
+		s.metrics.checksumErrors.Inc()
+		s.log.Error("block failed verification", "err", err)
+	case errors.Is(err, ErrClosed):
+		err = wire.Errorf(wire.ErrUnavailable, "chunkserver: shutting down")
+	case wire.CodeOf(err) == wire.CodeIO:
+		s.log.Error("request failed", "path", string(ctx.Path()), "err", err)
+	}
+	wire.ReplyError(ctx, err)
+}
+
+// handleBadRequest answers requests fasthttp could not parse.
+func (s *Server) handleBadRequest(ctx *fasthttp.RequestCtx, err error) {
+	status := fasthttp.StatusBadRequest
+	var ne net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status = fasthttp.StatusRequestEntityTooLarge
+	case errors.As(err, &ne) && ne.Timeout():
+		status = fasthttp.StatusRequestTimeout
+	}
+	replyStatus(ctx, status, wire.Errorf(wire.ErrInvalid, "chunkserver: bad request: %v", err))
+}
+
+// replyStatus writes err like wire.ReplyError but with an explicit status.
+func replyStatus(ctx *fasthttp.RequestCtx, status int, err error) {
+	wire.ReplyError(ctx, err)
+	ctx.SetStatusCode(status)
+}
+
+// methodNotAllowed answers 405 with the allowed methods.
+func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
+	ctx.Response.Header.Set(fasthttp.HeaderAllow, allow)
+	replyStatus(ctx, fasthttp.StatusMethodNotAllowed, wire.Errorf(wire.ErrInvalid,
+		"chunkserver: method %s not allowed here; allowed: %s", truncate(string(ctx.Method()), 20), allow))
+}
+
+// truncate shortens s for error messages.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,635 @@
+package chunkserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/reelfs/reelfs/internal/wire"
+)
+
+// ChangeLog records the store's changes once they are durable. *Binlog
+// implements it; a store opened without one records nothing.
+type ChangeLog interface {
+	// Append makes e durable and returns its sequence number.
+	Append(ctx context.Context, e wire.BinlogEntry) (uint64, error)
+	// Err reports a failure that makes every Append fail.
+	Err() error
+}
+
+var _ ChangeLog = (*Binlog)(nil)
+
+// StoreOptions configure OpenDiskStore.
+type StoreOptions struct {
+	// Name identifies this server in error messages, e.g. "ID@ADDR".
+	Name string
+	// Reserve is the free space in bytes a PUT must leave on the disk.
+	Reserve uint64
+	// Changes receives one entry per put and delete; nil records nothing.
+	Changes ChangeLog
+	// Logger receives startup and damage reports; nil discards them.
+	Logger *slog.Logger
+}
+
+// Usage is the store's content.
+type Usage struct {
+	Used   uint64 // data bytes of all blocks
+	Blocks uint64
+}
+
+// DiskSpace describes the file system the store lives on.
+type DiskSpace struct {
+	Capacity uint64 // bytes of the file system
+	Avail    uint64 // bytes an unprivileged writer may still use
+}
+
+// lockStripes is how many mutexes serialize writers of the same block id.
+const lockStripes = 256
+
+// tempPrefix starts the names of files being written; the startup scan
+// removes any left by a crash.
+const tempPrefix = ".tmp-"
+
+// DiskStore keeps blocks as files under DIR/blocks/XX/YY/<16-hex-id>,
+// where XX and YY are the lowest and second-lowest byte of the id in hex.
+// Ids are handed out in increasing leased ranges, so the low bytes spread
+// consecutive blocks evenly over the 65,536 leaf directories. See the
+// package documentation for the file format and write protocol.
+type DiskStore struct {
+	dir     string // DIR/blocks
+	name    string
+	reserve uint64
+	changes ChangeLog
+	log     *slog.Logger
+	tab     *crc32.Table
+
+	// stripes serialize Put and Delete of one id (by id % lockStripes), so
+	// the check for an existing file, the write and the binlog entry of one
+	// block happen in one order. Reads take no stripe: a rename is atomic
+	// and an open file survives an unlink.
+	stripes [lockStripes]sync.Mutex
+
+	// dirMu guards dirs, the leaf directories known to exist.
+	dirMu sync.Mutex
+	dirs  map[uint16]bool
+
+	// mu guards idx and closed.
+	mu     sync.RWMutex
+	idx    index
+	closed bool
+}
+
+// OpenDiskStore opens the block store rooted at dir (DIR/blocks is created
+// beneath it), removes temp files left by a crash and indexes every block.
+func OpenDiskStore(ctx context.Context, dir string, opts StoreOptions) (*DiskStore, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &DiskStore{
+		dir:     filepath.Join(dir, "blocks"),
+		name:    opts.Name,
+		reserve: opts.Reserve,
+		changes: opts.Changes,
+		log:     logger,
+		tab:     castagnoli(),
+		dirs:    make(map[uint16]bool),
+	}
+	if s.name == "" {
+		s.name = dir
+	}
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("chunkserver: open store: %w", err)
+	}
+	if err := s.scan(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// scan walks the block directories: it indexes block files, removes temp
+// files and reports anything else.
+func (s *DiskStore) scan(ctx context.Context) error {
+	tops, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("chunkserver: scan: %w", err)
+	}
+	var temps, strays int
+	for _, top := range tops {
+		lo, ok := parseHexByte(top.Name())
+		if !ok || !top.IsDir() {
+			s.log.Warn("store: ignoring stray entry", "path", filepath.Join(s.dir, top.Name()))
+			strays++
+			continue
+		}
+		subs, err := os.ReadDir(filepath.Join(s.dir, top.Name()))
+		if err != nil {
+			return fmt.Errorf("chunkserver: scan: %w", err)
+		}
+		for _, sub := range subs {
+			hi, ok := parseHexByte(sub.Name())
+			leaf := filepath.Join(s.dir, top.Name(), sub.Name())
+			if !ok || !sub.IsDir() {
+				s.log.Warn("store: ignoring stray entry", "path", leaf)
+				strays++
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			s.dirs[uint16(hi)<<8|uint16(lo)] = true
+			files, err := os.ReadDir(leaf)
+			if err != nil {
+				return fmt.Errorf("chunkserver: scan: %w", err)
+			}
+			for _, de := range files {
+				path := filepath.Join(leaf, de.Name())
+				if strings.HasPrefix(de.Name(), tempPrefix) {
+					if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+						return fmt.Errorf("chunkserver: remove temp file: %w", err)
+					}
+					temps++
+					continue
+				}
+				id, err := wire.ParseBlockName(de.Name())
+				if err != nil || id&0xffff != uint64(hi)<<8|uint64(lo) || !de.Type().IsRegular() {
+					s.log.Warn("store: ignoring stray entry", "path", path)
+					strays++
+					continue
+				}
+				fi, err := de.Info()
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				if err != nil {
+					return fmt.Errorf("chunkserver: scan: %w", err)
+				}
+				n, ok := dataLenForFileSize(fi.Size())
+				if !ok {
+					// Keep it listed: reads report the damage, and the
+					// metaserver can still see and delete it.
+					s.log.Warn("store: block file has an impossible size", "block", de.Name(), "bytes", fi.Size())
+					n = min(max(fi.Size()-footerLen, 0), wire.MaxBlockSize)
+				}
+				s.idx.put(blockMeta{id: id, size: uint32(n), mtime: fi.ModTime().UnixNano()})
+			}
+		}
+	}
+	s.log.Info("store: opened", "dir", s.dir, "blocks", s.idx.count, "used", s.idx.used,
+		"temp_files_removed", temps, "strays", strays)
+	return nil
+}
+
+// parseHexByte parses a two-digit lower-case hex directory name.
+func parseHexByte(name string) (byte, bool) {
+	if len(name) != 2 {
+		return 0, false
+	}
+	var v byte
+	for i := 0; i < 2; i++ {
+		c := name[i]
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | (c - '0')
+		case c >= 'a' && c <= 'f':
+			v = v<<4 | (c - 'a' + 10)
+		default:
+			return 0, false
+		}
+	}
+	return v, true
+}
+
+// leafDir is the directory of block id.
+func (s *DiskStore) leafDir(id uint64) string {
+	return filepath.Join(s.dir, fmt.Sprintf("%02x", byte(id)), fmt.Sprintf("%02x", byte(id>>8)))
+}
+
+// Path returns the file that holds block id.
+func (s *DiskStore) Path(id uint64) string {
+	return filepath.Join(s.leafDir(id), wire.BlockName(id))
+}
+
+// Put stores block id durably. It reports created=false when the block
+// already held exactly data (a retried PUT). A block with other content is
+// EEXIST; a stored copy that fails its checksums is replaced. A block that
+// would leave less than the reserve free is NOSPACE, with nothing written.
+func (s *DiskStore) Put(ctx context.Context, id uint64, data []byte) (created bool, err error) {
+	if id == 0 {
+		return false, wire.Errorf(wire.ErrInvalid, "chunkserver: put: block id 0")
+	}
+	if len(data) > wire.MaxBlockSize {
+		return false, wire.Errorf(wire.ErrInvalid, "chunkserver: put %s: %d bytes exceed the maximum block size %d",
+			wire.BlockName(id), len(data), wire.MaxBlockSize)
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	mu := &s.stripes[id%lockStripes]
+	mu.Lock()
+	defer mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return false, err
+	}
+	if s.changes != nil {
+		if err := s.changes.Err(); err != nil {
+			return false, fmt.Errorf("chunkserver: put %s: %w", wire.BlockName(id), err)
+		}
+	}
+	path := s.Path(id)
+	switch err := s.compare(id, path, data); {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, wire.ErrNotFound):
+	case errors.Is(err, wire.ErrChecksum):
+		s.log.Warn("store: replacing damaged block", "block", wire.BlockName(id), "err", err)
+	default:
+		return false, err
+	}
+	need := uint64(fileSizeFor(int64(len(data))))
+	space, err := s.DiskSpace()
+	if err != nil {
+		return false, err
+	}
+	if space.Avail < need || space.Avail-need < s.reserve {
+		return false, wire.Errorf(wire.ErrNoSpace, "chunkserver %s: put %s: %d bytes free, %d needed plus a reserve of %d",
+			s.name, wire.BlockName(id), space.Avail, need, s.reserve)
+	}
+	mtime, err := s.writeFile(id, path, data)
+	if err != nil {
+		return false, fmt.Errorf("chunkserver: put %s: %w", wire.BlockName(id), err)
+	}
+	if s.changes != nil {
+		e := wire.BinlogEntry{Op: wire.BinlogPut, ID: id, Size: uint32(len(data)), Time: mtime}
+		if _, err := s.changes.Append(context.WithoutCancel(ctx), e); err != nil {
+			// The block is durable but unlogged: index it so it is listed
+			// and served, and fail the PUT so the client knows the group
+			// may not learn of it.
+			s.indexPut(blockMeta{id: id, size: uint32(len(data)), mtime: mtime})
+			return false, fmt.Errorf("chunkserver: put %s: %w", wire.BlockName(id), err)
+		}
+	}
+	s.indexPut(blockMeta{id: id, size: uint32(len(data)), mtime: mtime})
+	return true, nil
+}
+
+func (s *DiskStore) indexPut(m blockMeta) {
+	s.mu.Lock()
+	s.idx.put(m)
+	s.mu.Unlock()
+}
+
+// compare checks the stored copy of id against data: nil when identical,
+// EEXIST when different, ENOENT when absent, CHECKSUM when damaged.
+func (s *DiskStore) compare(id uint64, path string, data []byte) error {
+	b, err := s.openFile(id, path)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if b.Size() != int64(len(data)) {
+		return wire.Errorf(wire.ErrExist, "chunkserver %s: block %s exists with %d bytes, not %d",
+			s.name, wire.BlockName(id), b.Size(), len(data))
+	}
+	buf := make([]byte, wire.CRCBlock)
+	for off := int64(0); off < b.Size(); off += wire.CRCBlock {
+		n := min(wire.CRCBlock, b.Size()-off)
+		got, err := b.ReadRange(off, n, buf)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, data[off:off+n]) {
+			return wire.Errorf(wire.ErrExist, "chunkserver %s: block %s exists with different content",
+				s.name, wire.BlockName(id))
+		}
+	}
+	return nil
+}
+
+// writeFile writes data and its trailer to a temp file in the block's
+// directory, fsyncs it, renames it over path and fsyncs the directory.
+// It returns the file's mtime.
+func (s *DiskStore) writeFile(id uint64, path string, data []byte) (int64, error) {
+	dir, err := s.ensureDir(id)
+	if err != nil {
+		return 0, err
+	}
+	f, err := os.CreateTemp(dir, tempPrefix+wire.BlockName(id)+"-*")
+	if err != nil {
+		return 0, err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return 0, err
+	}
+	if _, err := f.Write(appendTrailer(make([]byte, 0, maxTrailerLen), data, s.tab)); err != nil {
+		return 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if err := f.Close(); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return 0, err
+	}
+	ok = true
+	if err := syncDir(dir); err != nil {
+		return 0, err
+	}
+	return fi.ModTime().UnixNano(), nil
+}
+
+// ensureDir creates the leaf directory of id (and its parent) if needed,
+// fsyncing each parent that gained an entry so the path survives a crash.
+func (s *DiskStore) ensureDir(id uint64) (string, error) {
+	key := uint16(id)
+	dir := s.leafDir(id)
+	s.dirMu.Lock()
+	defer s.dirMu.Unlock()
+	if s.dirs[key] {
+		return dir, nil
+	}
+	top := filepath.Dir(dir)
+	for _, d := range []string{top, dir} {
+		err := os.Mkdir(d, 0o755)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return "", err
+		}
+	}
+	s.dirs[key] = true
+	return dir, nil
+}
+
+// Open opens block id for reading. The trailer is read and checked here;
+// each ReadRange then verifies the pieces it returns.
+func (s *DiskStore) Open(ctx context.Context, id uint64) (*BlockFile, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	return s.openFile(id, s.Path(id))
+}
+
+func (s *DiskStore) openFile(id uint64, path string) (*BlockFile, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, wire.Errorf(wire.ErrNotFound, "chunkserver %s: block %s not found", s.name, wire.BlockName(id))
+	}
+	if err != nil {
+		return nil, wire.Errorf(wire.ErrIO, "chunkserver %s: block %s: %v", s.name, wire.BlockName(id), err)
+	}
+	b := &BlockFile{f: f, id: id, store: s}
+	if err := b.readTrailer(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Stat returns the indexed size and mtime of block id.
+func (s *DiskStore) Stat(ctx context.Context, id uint64) (wire.BlockInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return wire.BlockInfo{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return wire.BlockInfo{}, ErrClosed
+	}
+	m, ok := s.idx.get(id)
+	if !ok {
+		return wire.BlockInfo{}, wire.Errorf(wire.ErrNotFound, "chunkserver %s: block %s not found", s.name, wire.BlockName(id))
+	}
+	return wire.BlockInfo{ID: m.id, Size: m.size, Mtime: m.mtime}, nil
+}
+
+// Delete removes block id; ENOENT when it is absent.
+func (s *DiskStore) Delete(ctx context.Context, id uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	mu := &s.stripes[id%lockStripes]
+	mu.Lock()
+	defer mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if s.changes != nil {
+		if err := s.changes.Err(); err != nil {
+			return fmt.Errorf("chunkserver: delete %s: %w", wire.BlockName(id), err)
+		}
+	}
+	err := os.Remove(s.Path(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return wire.Errorf(wire.ErrNotFound, "chunkserver %s: block %s not found", s.name, wire.BlockName(id))
+	}
+	if err != nil {
+		return wire.Errorf(wire.ErrIO, "chunkserver %s: delete %s: %v", s.name, wire.BlockName(id), err)
+	}
+	s.mu.Lock()
+	m, _ := s.idx.remove(id)
+	s.mu.Unlock()
+	if err := syncDir(s.leafDir(id)); err != nil {
+		return wire.Errorf(wire.ErrIO, "chunkserver %s: delete %s: %v", s.name, wire.BlockName(id), err)
+	}
+	if s.changes != nil {
+		e := wire.BinlogEntry{Op: wire.BinlogDelete, ID: id, Size: m.size, Time: time.Now().UnixNano()}
+		if _, err := s.changes.Append(context.WithoutCancel(ctx), e); err != nil {
+			return fmt.Errorf("chunkserver: delete %s: %w", wire.BlockName(id), err)
+		}
+	}
+	return nil
+}
+
+// List returns up to limit blocks with ids above after in id order; when
+// before is not zero only blocks last written before that Unix-nanosecond
+// time. More is set when further matching blocks exist.
+func (s *DiskStore) List(ctx context.Context, after uint64, limit int, before int64) (wire.BlockList, error) {
+	if err := ctx.Err(); err != nil {
+		return wire.BlockList{}, err
+	}
+	if limit <= 0 {
+		return wire.BlockList{}, wire.Errorf(wire.ErrInvalid, "chunkserver: list: limit %d", limit)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return wire.BlockList{}, ErrClosed
+	}
+	list := wire.BlockList{Blocks: make([]wire.BlockInfo, 0, min(limit, 1024))}
+	s.idx.scan(after, func(m blockMeta) bool {
+		if before != 0 && m.mtime >= before {
+			return true
+		}
+		if len(list.Blocks) == limit {
+			list.More = true
+			return false
+		}
+		list.Blocks = append(list.Blocks, wire.BlockInfo{ID: m.id, Size: m.size, Mtime: m.mtime})
+		return true
+	})
+	return list, nil
+}
+
+// Usage returns the bytes and blocks the store holds.
+func (s *DiskStore) Usage() Usage {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return Usage{Used: s.idx.used, Blocks: s.idx.count}
+}
+
+// DiskSpace reports the file system's size and available bytes.
+func (s *DiskStore) DiskSpace() (DiskSpace, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.dir, &st); err != nil {
+		return DiskSpace{}, wire.Errorf(wire.ErrIO, "chunkserver %s: statfs: %v", s.name, err)
+	}
+	bsize := uint64(st.Bsize)
+	return DiskSpace{Capacity: uint64(st.Blocks) * bsize, Avail: uint64(st.Bavail) * bsize}, nil
+}
+
+// Reserve returns the bytes a PUT must leave free.
+func (s *DiskStore) Reserve() uint64 { return s.reserve }
+
+func (s *DiskStore) checkOpen() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Close marks the store closed; later calls fail with ErrClosed. Readers
+// holding a BlockFile may finish with it.
+func (s *DiskStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
+}
+
+// BlockFile is an open block, its trailer already checked.
+type BlockFile struct {
+	f     *os.File
+	id    uint64
+	store *DiskStore
+	tr    trailer
+}
+
+// readTrailer reads and decodes the file's trailer with one pread.
+func (b *BlockFile) readTrailer() error {
+	fi, err := b.f.Stat()
+	if err != nil {
+		return b.ioErr(err)
+	}
+	size := fi.Size()
+	tail := make([]byte, min(size, maxTrailerLen))
+	if _, err := b.f.ReadAt(tail, size-int64(len(tail))); err != nil && !errors.Is(err, io.EOF) {
+		return b.ioErr(err)
+	}
+	tr, err := decodeTrailer(tail, size, b.store.tab)
+	if err != nil {
+		return &taggedError{
+			err: wire.Errorf(wire.ErrChecksum, "chunkserver %s: block %s: damaged file: %v", b.store.name, wire.BlockName(b.id), err),
+			tag: ErrTrailer,
+		}
+	}
+	b.tr = tr
+	return nil
+}
+
+func (b *BlockFile) ioErr(err error) error {
+	return wire.Errorf(wire.ErrIO, "chunkserver %s: block %s: %v", b.store.name, wire.BlockName(b.id), err)
+}
+
+// Size returns the block's data length.
+func (b *BlockFile) Size() int64 { return b.tr.length }
+
+// ReadRange returns the n bytes at off, reading just the 64 KiB pieces
+// that cover them and verifying each against its CRC32C. buf is used when
+// it holds the covering pieces (at most n + 2*wire.CRCBlock bytes,
+// never more than the block size); the result aliases it. A mismatch is a
+// wire.ErrChecksum error naming the block, the server and the offset.
+func (b *BlockFile) ReadRange(off, n int64, buf []byte) ([]byte, error) {
+	if off < 0 || n < 0 || off > b.tr.length || n > b.tr.length-off {
+		return nil, wire.Errorf(wire.ErrInvalid, "chunkserver: block %s: range %d+%d outside %d bytes",
+			wire.BlockName(b.id), off, n, b.tr.length)
+	}
+	if n == 0 {
+		return buf[:0], nil
+	}
+	first := off / wire.CRCBlock * wire.CRCBlock
+	end := min((off+n+wire.CRCBlock-1)/wire.CRCBlock*wire.CRCBlock, b.tr.length)
+	if int64(cap(buf)) < end-first {
+		buf = make([]byte, end-first)
+	}
+	buf = buf[:end-first]
+	if _, err := b.f.ReadAt(buf, first); err != nil {
+		// The trailer said the file is long enough, so a short read
+		// means the file changed under us: damage, not a missing block.
+		if errors.Is(err, io.EOF) {
+			return nil, wire.Errorf(wire.ErrChecksum, "chunkserver %s: block %s: file shorter than its trailer says at offset %d",
+				b.store.name, wire.BlockName(b.id), first)
+		}
+		return nil, b.ioErr(err)
+	}
+	for p := int64(0); p < int64(len(buf)); p += wire.CRCBlock {
+		q := min(p+wire.CRCBlock, int64(len(buf)))
+		piece := (first + p) / wire.CRCBlock
+		if crc32.Checksum(buf[p:q], b.store.tab) != b.tr.crcs[piece] {
+			return nil, wire.Errorf(wire.ErrChecksum, "chunkserver %s: block %s: CRC32C mismatch in bytes %d-%d",
+				b.store.name, wire.BlockName(b.id), first+p, first+q-1)
+		}
+	}
+	return buf[off-first : off-first+n], nil
+}
+
+// Close closes the file.
+func (b *BlockFile) Close() error { return b.f.Close() }
+
+// syncDir fsyncs a directory so that entries created, renamed or removed
+// in it survive a crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
