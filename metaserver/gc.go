@@ -1,0 +1,380 @@
+package metaserver
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/syndtr/goleveldb/leveldb"
+	"github.com/syndtr/goleveldb/leveldb/util"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/reelfs/reelfs/internal/wire"
+)
+
+const (
+	// drainBatch is the most queue entries one drain round looks at.
+	drainBatch = 4096
+	// drainParallel bounds the DELETEs in flight.
+	drainParallel = 8
+	// maxBackoff caps the retry delay of a block whose delete failed.
+	maxBackoff = 5 * time.Minute
+	// listPage is the page size of a chunkserver inventory listing.
+	listPage = 1000
+	// trimBatch is the most op-log entries one trim batch deletes.
+	trimBatch = 10000
+	// peerTimeout bounds one request to a chunkserver.
+	peerTimeout = 10 * time.Second
+)
+
+// collector runs the garbage collection against the chunkservers: it
+// drains the deletion queue, finds uploads that were never committed, and
+// trims the op log.
+type collector struct {
+	c      *core
+	hc     *fasthttp.Client
+	secret string
+	log    *slog.Logger
+	grace  time.Duration // age of an uncommitted upload before it is collected
+	keep   uint64        // op-log entries to keep
+
+	// mu guards retry: per block, when it may next be tried and how many
+	// rounds failed.
+	mu    sync.Mutex
+	retry map[uint64]retryState
+}
+
+type retryState struct {
+	next     time.Time
+	failures int
+}
+
+func newCollector(c *core, secret string, grace time.Duration, keep int, log *slog.Logger) *collector {
+	return &collector{
+		c:      c,
+		secret: secret,
+		log:    log,
+		grace:  grace,
+		keep:   uint64(keep),
+		retry:  make(map[uint64]retryState),
+		hc: &fasthttp.Client{
+			Name:                "reelfs-metaserver",
+			ReadTimeout:         peerTimeout,
+			WriteTimeout:        peerTimeout,
+			MaxIdleConnDuration: time.Minute,
+		},
+	}
+}
+
+type queued struct {
+	id    uint64
+	group uint32
+}
+
+// drain makes one pass over the deletion queue: every due block is deleted
+// on every member of its group; a block all members answered 2xx or 404
+// for leaves the queue, any other answer retries it later with backoff.
+// It returns the number of blocks that left the queue.
+func (g *collector) drain(ctx context.Context) (int, error) {
+	now := g.c.clock()
+	var due []queued
+	it := g.c.db.NewIterator(util.BytesPrefix([]byte{pQueue}), nil)
+	for it.Next() && len(due) < drainBatch {
+		k := it.Key()
+		grp, err := decodeU32(it.Value())
+		if len(k) != 9 || err != nil {
+			g.log.Error("bad deletion-queue entry", "key", fmt.Sprintf("%x", k))
+			continue
+		}
+		id := binary.BigEndian.Uint64(k[1:])
+		g.mu.Lock()
+		r, ok := g.retry[id]
+		g.mu.Unlock()
+		if ok && now.Before(r.next) {
+			continue
+		}
+		due = append(due, queued{id: id, group: grp})
+	}
+	it.Release()
+	if err := it.Error(); err != nil {
+		return 0, fmt.Errorf("metaserver: read deletion queue: %w", err)
+	}
+	if len(due) == 0 {
+		return 0, nil
+	}
+	members := make(map[uint32][]string)
+	for _, grp := range g.c.tracker.groups(now) {
+		for _, m := range grp.Members {
+			members[grp.ID] = append(members[grp.ID], m.Addr)
+		}
+	}
+
+	var (
+		mu   sync.Mutex
+		done []uint64
+	)
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.SetLimit(drainParallel)
+	for _, q := range due {
+		eg.Go(func() error {
+			addrs := members[q.group]
+			err := g.deleteEverywhere(ectx, q.id, addrs)
+			if err != nil {
+				g.failed(q.id, now, err)
+				return nil
+			}
+			mu.Lock()
+			done = append(done, q.id)
+			mu.Unlock()
+			return nil
+		})
+	}
+	eg.Wait()
+	if len(done) == 0 {
+		return 0, ctx.Err()
+	}
+	if err := g.c.dequeue(done); err != nil {
+		return 0, err
+	}
+	g.mu.Lock()
+	for _, id := range done {
+		delete(g.retry, id)
+	}
+	g.mu.Unlock()
+	return len(done), ctx.Err()
+}
+
+// failed schedules the next try of a block with exponential backoff.
+func (g *collector) failed(id uint64, now time.Time, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := g.retry[id]
+	r.failures++
+	d := time.Second << min(r.failures-1, 20)
+	r.next = now.Add(min(d, maxBackoff))
+	g.retry[id] = r
+	if r.failures == 1 || r.failures%10 == 0 {
+		g.log.Warn("block delete failed; will retry", "block", wire.BlockName(id), "failures", r.failures, "err", err)
+	}
+}
+
+// deleteEverywhere deletes block id on every address; 2xx and 404 count as
+// done. A group with no known member cannot be drained yet.
+func (g *collector) deleteEverywhere(ctx context.Context, id uint64, addrs []string) error {
+	if len(addrs) == 0 {
+		return wire.Errorf(wire.ErrUnavailable, "no known member of the block's group")
+	}
+	for _, addr := range addrs {
+		if err := g.deleteBlock(ctx, addr, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *collector) deleteBlock(ctx context.Context, addr string, id uint64) error {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + addr + wire.PathBlock + wire.BlockName(id))
+	req.Header.SetMethod(fasthttp.MethodDelete)
+	wire.SetAuth(req, g.secret)
+	if err := g.do(ctx, req, resp); err != nil {
+		return fmt.Errorf("delete %s on %s: %w", wire.BlockName(id), addr, err)
+	}
+	if st := resp.StatusCode(); st/100 != 2 && st != fasthttp.StatusNotFound {
+		return fmt.Errorf("delete %s on %s: %w", wire.BlockName(id), addr, wire.ErrorFromResponse(resp))
+	}
+	return nil
+}
+
+func (g *collector) do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
+	timeout := peerTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return g.hc.DoTimeout(req, resp, timeout)
+}
+
+// dequeue drops delivered blocks from the deletion queue in one batch.
+func (c *core) dequeue(ids []uint64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.begin("dequeue")
+	n := 0
+	for _, id := range ids {
+		_, ok, err := getOpt(c.db, keyQueue(id))
+		if err != nil {
+			return ioError("dequeue", err)
+		}
+		if !ok {
+			continue
+		}
+		t.b.Delete(keyQueue(id))
+		if t.ctr.queued > 0 {
+			t.ctr.queued--
+		}
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	return t.commit()
+}
+
+// collectUploads lists every healthy chunkserver's blocks older than the
+// grace period and queues for deletion those that no chunk references and
+// that were leased (an id at or past the high-water mark is not ours to
+// judge). It returns the number of blocks queued.
+func (g *collector) collectUploads(ctx context.Context) (int, error) {
+	now := g.c.clock()
+	before := now.Add(-g.grace).UnixNano()
+	total := 0
+	for _, grp := range g.c.tracker.groups(now) {
+		for _, m := range grp.Members {
+			if !m.Healthy {
+				continue
+			}
+			n, err := g.collectMember(ctx, m, before)
+			total += n
+			if err != nil {
+				if ctx.Err() != nil {
+					return total, ctx.Err()
+				}
+				g.log.Warn("uncommitted-upload scan failed", "member", m.ID, "addr", m.Addr, "err", err)
+			}
+		}
+	}
+	return total, nil
+}
+
+func (g *collector) collectMember(ctx context.Context, m wire.Member, before int64) (int, error) {
+	total := 0
+	var after uint64
+	for {
+		page, err := g.listBlocks(ctx, m.Addr, after, before)
+		if err != nil {
+			return total, err
+		}
+		var cands []uint64
+		prev := after
+		for _, b := range page.Blocks {
+			if b.ID != 0 && b.Mtime < before {
+				cands = append(cands, b.ID)
+			}
+			after = max(after, b.ID)
+		}
+		n, err := g.c.queueUnreferenced(cands, m.Group)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if !page.More || after == prev { // done, or a server that does not advance
+			return total, nil
+		}
+	}
+}
+
+func (g *collector) listBlocks(ctx context.Context, addr string, after uint64, before int64) (wire.BlockList, error) {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + addr + wire.PathBlocks +
+		"?after=" + strconv.FormatUint(after, 10) +
+		"&limit=" + strconv.Itoa(listPage) +
+		"&before=" + strconv.FormatInt(before, 10))
+	req.Header.SetMethod(fasthttp.MethodGet)
+	wire.SetAuth(req, g.secret)
+	if err := g.do(ctx, req, resp); err != nil {
+		return wire.BlockList{}, fmt.Errorf("list blocks on %s: %w", addr, err)
+	}
+	if resp.StatusCode()/100 != 2 {
+		return wire.BlockList{}, fmt.Errorf("list blocks on %s: %w", addr, wire.ErrorFromResponse(resp))
+	}
+	var page wire.BlockList
+	if err := json.Unmarshal(resp.Body(), &page); err != nil {
+		return wire.BlockList{}, fmt.Errorf("list blocks on %s: malformed reply: %w", addr, err)
+	}
+	return page, nil
+}
+
+// queueUnreferenced queues those of ids that were leased, are in no chunk
+// and are not queued yet. Holding c.mu makes the check and the queueing
+// atomic with respect to commits, which refuse queued blocks.
+func (c *core) queueUnreferenced(ids []uint64, group uint32) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.begin("uploadgc")
+	n := 0
+	for _, id := range ids {
+		if id >= t.ctr.nextBlock {
+			continue
+		}
+		_, ref, err := getOpt(c.db, keyBlock(id))
+		if err != nil {
+			return 0, ioError("upload gc", err)
+		}
+		_, q, err := getOpt(c.db, keyQueue(id))
+		if err != nil {
+			return 0, ioError("upload gc", err)
+		}
+		if ref || q {
+			continue
+		}
+		t.queueBlock(id, group)
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if err := t.commit(); err != nil {
+		return 0, err
+	}
+	c.log.Info("queued uncommitted uploads", "blocks", n, "group", group)
+	return n, nil
+}
+
+// trimLog deletes op-log entries older than the last keep, in batches. The
+// keys it deletes are disjoint from any a mutation writes, so it runs
+// without c.mu.
+func (g *collector) trimLog(ctx context.Context) (int, error) {
+	c := g.c
+	c.mu.Lock()
+	last := c.ctr.seq
+	c.mu.Unlock()
+	if last < g.keep {
+		return 0, nil
+	}
+	limit := last - g.keep + 1 // keep seqs >= limit
+	trimmed := 0
+	for first := c.firstSeq.Load(); first < limit; first = c.firstSeq.Load() {
+		if err := ctx.Err(); err != nil {
+			return trimmed, err
+		}
+		end := min(limit, first+trimBatch)
+		var b leveldb.Batch
+		for seq := first; seq < end; seq++ {
+			b.Delete(keyLog(seq))
+		}
+		if err := c.db.Write(&b, nil); err != nil {
+			return trimmed, fmt.Errorf("metaserver: trim op log: %w", err)
+		}
+		trimmed += int(end - first)
+		c.firstSeq.Store(end)
+	}
+	return trimmed, nil
+}

@@ -1,0 +1,399 @@
+package metaserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/reelfs/reelfs/internal/wire"
+)
+
+// Config configures a metaserver.
+type Config struct {
+	Dir    string // data directory; the database lives in Dir/meta
+	Listen string // host:port to serve on (":0" picks a port)
+	Secret string // cluster secret; empty disables authentication
+
+	HeartbeatTimeout time.Duration // a chunkserver is unhealthy after this long without a heartbeat
+	SessionTTL       time.Duration // a client session expires after this long without a keep-alive
+	GCInterval       time.Duration // period of the deletion-queue drain, the reaper and the op-log trim
+	UploadGCInterval time.Duration // period of the uncommitted-upload scan
+	UploadGrace      time.Duration // age of an unreferenced block before it counts as abandoned
+
+	OpLogKeep    int // op-log entries kept; older ones are trimmed
+	ReadDirLimit int // default and largest readdir page
+
+	Logger *slog.Logger // nil discards logs
+}
+
+// DefaultConfig returns the defaults; Dir must still be set.
+func DefaultConfig() Config {
+	return Config{
+		Listen:           "127.0.0.1:9400",
+		HeartbeatTimeout: 10 * time.Second,
+		SessionTTL:       30 * time.Second,
+		GCInterval:       2 * time.Second,
+		UploadGCInterval: time.Minute,
+		UploadGrace:      10 * time.Minute,
+		OpLogKeep:        1_000_000,
+		ReadDirLimit:     1000,
+	}
+}
+
+// Validate checks every field.
+func (c Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case c.Dir == "":
+		return bad("Dir is required")
+	case c.Listen == "":
+		return bad("Listen is required")
+	case c.HeartbeatTimeout <= 0:
+		return bad("HeartbeatTimeout %v must be positive", c.HeartbeatTimeout)
+	case c.SessionTTL <= 0:
+		return bad("SessionTTL %v must be positive", c.SessionTTL)
+	case c.GCInterval <= 0:
+		return bad("GCInterval %v must be positive", c.GCInterval)
+	case c.UploadGCInterval <= 0:
+		return bad("UploadGCInterval %v must be positive", c.UploadGCInterval)
+	case c.UploadGrace <= 0:
+		return bad("UploadGrace %v must be positive", c.UploadGrace)
+	case c.OpLogKeep <= 0:
+		return bad("OpLogKeep %d must be positive", c.OpLogKeep)
+	case c.ReadDirLimit <= 0 || c.ReadDirLimit > 100_000:
+		return bad("ReadDirLimit %d must be in 1..100000", c.ReadDirLimit)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return bad("Listen %q: %v", c.Listen, err)
+	}
+	return nil
+}
+
+// Server is a metaserver: the core state machine served over HTTP, plus
+// the background loops (deletion queue, uncommitted uploads, session and
+// orphan reaper, op-log trim) that Run owns.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	core    *core
+	gc      *collector
+	ln      net.Listener
+	srv     *fasthttp.Server
+	metrics *metrics
+	ops     map[string]*opEntry
+
+	mu      sync.Mutex // guards state
+	running bool       // Run was called
+	closed  bool       // resources released
+}
+
+// opEntry is one metadata op: its handler and its latency observer.
+type opEntry struct {
+	name    string
+	handle  func(ctx context.Context, rc *fasthttp.RequestCtx) (any, error)
+	latency prometheus.Observer
+}
+
+// New validates cfg, opens the database (creating the root directory on
+// first start) and binds the listener, so Addr works at once.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c, err := openCore(coreConfig{
+		Dir:              cfg.Dir,
+		SessionTTL:       cfg.SessionTTL,
+		HeartbeatTimeout: cfg.HeartbeatTimeout,
+		ReadDirLimit:     cfg.ReadDirLimit,
+		Logger:           log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		c.close()
+		return nil, fmt.Errorf("metaserver: listen: %w", err)
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     log,
+		core:    c,
+		gc:      newCollector(c, cfg.Secret, cfg.UploadGrace, cfg.OpLogKeep, log),
+		ln:      ln,
+		metrics: newMetrics(c),
+	}
+	s.ops = s.opTable()
+	s.srv = &fasthttp.Server{
+		Handler:               s.handle,
+		Name:                  "reelfs-metaserver",
+		MaxRequestBodySize:    wire.MaxRPCBody,
+		NoDefaultServerHeader: true,
+		ReadTimeout:           5 * time.Minute,
+		IdleTimeout:           5 * time.Minute,
+		Logger:                fasthttpLogger{log},
+	}
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Run serves requests and runs the background loops until ctx is
+// cancelled, then shuts down gracefully, closes the database and returns
+// once everything stopped. It returns nil after a cancellation.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.running || s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("metaserver: Run: %w", ErrClosed)
+	}
+	s.running = true
+	s.mu.Unlock()
+	s.log.Info("metaserver listening", "addr", s.Addr(), "dir", s.cfg.Dir)
+
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		if err := s.srv.Serve(s.ln); err != nil {
+			return fmt.Errorf("metaserver: serve: %w", err)
+		}
+		return nil
+	})
+	eg.Go(func() error {
+		<-ectx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.srv.ShutdownWithContext(sctx); err != nil {
+			s.log.Warn("metaserver shutdown", "err", err)
+		}
+		return nil
+	})
+	eg.Go(func() error {
+		return s.every(ectx, "drain deletion queue", s.cfg.GCInterval, func(ctx context.Context) error {
+			_, err := s.gc.drain(ctx)
+			return err
+		})
+	})
+	eg.Go(func() error {
+		return s.every(ectx, "collect uploads", s.cfg.UploadGCInterval, func(ctx context.Context) error {
+			_, err := s.gc.collectUploads(ctx)
+			return err
+		})
+	})
+	eg.Go(func() error {
+		return s.every(ectx, "reap sessions", min(s.cfg.GCInterval, s.cfg.SessionTTL/2), func(ctx context.Context) error {
+			_, err := s.core.reap(ctx)
+			return err
+		})
+	})
+	eg.Go(func() error {
+		return s.every(ectx, "trim op log", s.cfg.GCInterval, func(ctx context.Context) error {
+			_, err := s.gc.trimLog(ctx)
+			return err
+		})
+	})
+	err := eg.Wait()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	if cerr := s.core.close(); err == nil && cerr != nil {
+		err = fmt.Errorf("metaserver: close db: %w", cerr)
+	}
+	s.log.Info("metaserver stopped", "addr", s.Addr())
+	return err
+}
+
+// every runs fn each period until ctx ends; errors are logged, not fatal.
+func (s *Server) every(ctx context.Context, what string, period time.Duration, fn func(context.Context) error) error {
+	if period <= 0 {
+		period = time.Second
+	}
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("background task failed", "task", what, "err", err)
+		}
+	}
+}
+
+// Close releases the listener and the database of a server whose Run was
+// never called. A running server stops when Run's context is cancelled.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running {
+		return errors.New("metaserver: Close of a running server: cancel Run's context instead")
+	}
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	lerr := s.ln.Close()
+	if err := s.core.close(); err != nil {
+		return fmt.Errorf("metaserver: close db: %w", err)
+	}
+	if lerr != nil {
+		return fmt.Errorf("metaserver: close listener: %w", lerr)
+	}
+	return nil
+}
+
+// ---- HTTP ----
+
+var (
+	pathMetrics = []byte("/metrics")
+	pathHealth  = []byte("/v1/health")
+	pathMeta    = []byte(wire.PathMeta)
+)
+
+func (s *Server) handle(rc *fasthttp.RequestCtx) {
+	path := rc.Path()
+	if rc.IsGet() {
+		switch {
+		case bytes.Equal(path, pathMetrics):
+			s.metrics.handler(rc)
+			return
+		case bytes.Equal(path, pathHealth):
+			rc.SetContentType("text/plain; charset=utf-8")
+			rc.SetBodyString("ok")
+			return
+		}
+	}
+	if !wire.Authorized(rc, s.cfg.Secret) {
+		wire.ReplyError(rc, wire.Errorf(wire.ErrUnauthorized, "missing or wrong cluster secret"))
+		return
+	}
+	if !bytes.HasPrefix(path, pathMeta) {
+		wire.ReplyError(rc, errNoEnt("no such path %q", path))
+		return
+	}
+	if !rc.IsPost() {
+		wire.ReplyError(rc, errInval("method %s not allowed; use POST", rc.Method()))
+		rc.Response.Header.Set("Allow", fasthttp.MethodPost)
+		rc.SetStatusCode(fasthttp.StatusMethodNotAllowed)
+		return
+	}
+	op := s.ops[string(path[len(pathMeta):])]
+	if op == nil {
+		wire.ReplyError(rc, errInval("unknown op %q", path[len(pathMeta):]))
+		rc.SetStatusCode(fasthttp.StatusNotFound)
+		return
+	}
+	start := time.Now()
+	reply, err := op.handle(rc, rc)
+	code := "OK"
+	if err != nil {
+		code = string(wire.CodeOf(err))
+		if code == string(wire.CodeIO) {
+			s.log.Error("metadata op failed", "op", op.name, "err", err)
+		}
+		wire.ReplyError(rc, err)
+	} else {
+		wire.ReplyJSON(rc, reply)
+	}
+	op.latency.Observe(time.Since(start).Seconds())
+	s.metrics.ops.WithLabelValues(op.name, code).Inc()
+}
+
+type empty struct{}
+
+// call adapts a core op with a reply to the HTTP table.
+func call[Req, Rep any](fn func(context.Context, *Req) (Rep, error)) func(context.Context, *fasthttp.RequestCtx) (any, error) {
+	return func(ctx context.Context, rc *fasthttp.RequestCtx) (any, error) {
+		var req Req
+		if err := wire.DecodeBody(rc, &req); err != nil {
+			return nil, err
+		}
+		rep, err := fn(ctx, &req)
+		if err != nil {
+			return nil, err
+		}
+		return rep, nil
+	}
+}
+
+// exec adapts a core op without a reply; it answers {}.
+func exec[Req any](fn func(context.Context, *Req) error) func(context.Context, *fasthttp.RequestCtx) (any, error) {
+	return call(func(ctx context.Context, req *Req) (empty, error) {
+		return empty{}, fn(ctx, req)
+	})
+}
+
+func (s *Server) opTable() map[string]*opEntry {
+	c := s.core
+	creator := func(op string) func(context.Context, *wire.CreateReq) (wire.Attr, error) {
+		return func(ctx context.Context, req *wire.CreateReq) (wire.Attr, error) {
+			if op == wire.OpCreate && req.Target != "" && req.Mode&wire.ModeType == wire.ModeSymlink {
+				return c.create(ctx, wire.OpSymlink, req)
+			}
+			return c.create(ctx, op, req)
+		}
+	}
+	handlers := map[string]func(context.Context, *fasthttp.RequestCtx) (any, error){
+		wire.OpLookup:      call(c.lookup),
+		wire.OpResolve:     call(c.resolve),
+		wire.OpGetAttr:     call(c.getAttr),
+		wire.OpSetAttr:     call(c.setAttr),
+		wire.OpMkdir:       call(creator(wire.OpMkdir)),
+		wire.OpCreate:      call(creator(wire.OpCreate)),
+		wire.OpSymlink:     call(creator(wire.OpSymlink)),
+		wire.OpUnlink:      exec(c.unlink),
+		wire.OpRmdir:       exec(c.rmdir),
+		wire.OpRename:      exec(c.rename),
+		wire.OpLink:        call(c.link),
+		wire.OpReadlink:    call(c.readlink),
+		wire.OpReadDir:     call(c.readDir),
+		wire.OpGetXattr:    call(c.getXattr),
+		wire.OpSetXattr:    exec(c.setXattr),
+		wire.OpListXattr:   call(c.listXattr),
+		wire.OpRemoveXattr: exec(c.removeXattr),
+		wire.OpStatFS: call(func(ctx context.Context, _ *empty) (wire.StatFS, error) {
+			return c.statFS(ctx), nil
+		}),
+		wire.OpOpen:      call(c.open),
+		wire.OpRelease:   exec(c.release),
+		wire.OpSession:   exec(c.keepAlive),
+		wire.OpReadChunk: call(c.readChunk),
+		wire.OpCommit:    call(c.commit),
+		wire.OpAlloc:     call(c.alloc),
+		wire.OpGroups: call(func(ctx context.Context, _ *empty) (wire.GroupsReply, error) {
+			return c.groups(ctx), nil
+		}),
+		wire.OpHeartbeat: exec(c.heartbeat),
+	}
+	ops := make(map[string]*opEntry, len(handlers))
+	for name, h := range handlers {
+		ops[name] = &opEntry{name: name, handle: h, latency: s.metrics.latency.WithLabelValues(name)}
+	}
+	return ops
+}
+
+// fasthttpLogger routes fasthttp's own messages to slog.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Warn("fasthttp: " + fmt.Sprintf(format, args...))
+}
+
+var _ fasthttp.Logger = fasthttpLogger{}
