@@ -70,6 +70,7 @@ type cluster struct {
 	chunks []string
 	http   string
 	mount  string
+	secret string // sent by cli when set
 	extra  []string
 	cmd    *exec.Cmd
 	done   chan error
@@ -184,7 +185,7 @@ func (c *cluster) cli(args ...string) (string, string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, reelfsBin, args...)
-	cmd.Env = append(os.Environ(), "REELFS_META="+c.meta)
+	cmd.Env = append(os.Environ(), "REELFS_META="+c.meta, "REELFS_SECRET="+c.secret)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
