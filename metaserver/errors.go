@@ -21,8 +21,12 @@ var (
 )
 
 // ioError turns an internal failure (disk, corrupt record) into the EIO
-// that answers a request, keeping the cause in the message.
+// that answers a request, keeping the cause in the message. A nil err
+// stays nil; an error that already has a wire code keeps it.
 func ioError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
 	var we *wire.Error
 	if errors.As(err, &we) {
 		return err

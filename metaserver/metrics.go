@@ -41,6 +41,10 @@ func newMetrics(c *core) *metrics {
 			Namespace: "reelfs", Subsystem: "meta", Name: "synced_group_commits_total",
 			Help: "Synced (fsync'd) writes, each covering every change that finished before it started.",
 		}, func() float64 { return float64(c.syncer.flushes.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "reelfs", Subsystem: "meta", Name: "sync_requests_total",
+			Help: "Requests that waited for a synced write (CommitReq.Sync, SetAttrReq.Sync).",
+		}, func() float64 { return float64(c.syncer.requests()) }),
 		gauge("delete_queue_blocks", "Blocks waiting in the deletion queue.", func() float64 {
 			c.mu.Lock()
 			defer c.mu.Unlock()

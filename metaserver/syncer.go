@@ -17,6 +17,7 @@ type syncer struct {
 
 	mu     sync.Mutex
 	next   *syncRound // the round that the next flush serves; nil if none is waiting
+	joined uint64     // wait calls so far
 	closed bool
 
 	kick    chan struct{} // buffered(1): a round is waiting
@@ -26,10 +27,18 @@ type syncer struct {
 	flushes atomic.Uint64 // flushes performed, for metrics and tests
 }
 
+// requests is the number of wait calls so far.
+func (s *syncer) requests() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.joined
+}
+
 // syncRound is one flush and everyone waiting for it.
 type syncRound struct {
-	done chan struct{} // closed when the flush finished; err is set before
-	err  error
+	done    chan struct{} // closed when the flush finished; err is set before
+	err     error
+	waiters int // guarded by syncer.mu until the round is taken
 }
 
 func newSyncer(flush func() error) *syncer {
@@ -55,6 +64,8 @@ func (s *syncer) wait(ctx context.Context) error {
 		s.next = &syncRound{done: make(chan struct{})}
 	}
 	r := s.next
+	r.waiters++
+	s.joined++
 	s.mu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
