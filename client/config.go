@@ -1,0 +1,72 @@
+package client
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/reelfs/reelfs/internal/wire"
+)
+
+// Config configures a Client. Start from DefaultConfig and set Meta.
+type Config struct {
+	Meta         string        // metaserver host:port (required)
+	Secret       string        // cluster secret, sent on every call when set
+	BlockSize    int           // max block size, default wire.MaxBlockSize (4 MiB)
+	CacheBytes   int64         // LRU block cache limit, default 256 MiB
+	WriteBuffer  int64         // dirty bytes per inode before upload starts in background, default 32 MiB
+	Uploads      int           // block PUTs in flight per client, default 8
+	Prefetch     int           // blocks fetched ahead on sequential reads, default 4
+	RetryTimeout time.Duration // give up retrying transient errors after this, default 60s
+	SessionEvery time.Duration // session keep-alive interval, default 5s
+	Logger       *slog.Logger  // default: discard (never slog.Default)
+}
+
+// Limits Validate enforces.
+const (
+	minBlockSize   = 64 << 10
+	minCacheBytes  = 2 * pageSize
+	maxUploads     = 1024
+	maxPrefetch    = 64
+	minSessionTick = 10 * time.Millisecond
+)
+
+// DefaultConfig returns the defaults documented on Config; Meta is empty.
+func DefaultConfig() Config {
+	return Config{
+		BlockSize:    wire.MaxBlockSize,
+		CacheBytes:   256 << 20,
+		WriteBuffer:  32 << 20,
+		Uploads:      8,
+		Prefetch:     4,
+		RetryTimeout: 60 * time.Second,
+		SessionEvery: 5 * time.Second,
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+// Validate checks every field and their relations.
+func (c Config) Validate() error {
+	switch {
+	case c.Meta == "":
+		return fmt.Errorf("%w: Meta (metaserver host:port) is required", ErrConfig)
+	case c.BlockSize < minBlockSize || c.BlockSize > wire.MaxBlockSize:
+		return fmt.Errorf("%w: BlockSize %d outside [%d, %d]", ErrConfig, c.BlockSize, minBlockSize, wire.MaxBlockSize)
+	case c.CacheBytes < minCacheBytes:
+		return fmt.Errorf("%w: CacheBytes %d below %d", ErrConfig, c.CacheBytes, minCacheBytes)
+	case c.WriteBuffer < int64(c.BlockSize):
+		return fmt.Errorf("%w: WriteBuffer %d below BlockSize %d", ErrConfig, c.WriteBuffer, c.BlockSize)
+	case c.Uploads < 1 || c.Uploads > maxUploads:
+		return fmt.Errorf("%w: Uploads %d outside [1, %d]", ErrConfig, c.Uploads, maxUploads)
+	case c.Prefetch < 0 || c.Prefetch > maxPrefetch:
+		return fmt.Errorf("%w: Prefetch %d outside [0, %d]", ErrConfig, c.Prefetch, maxPrefetch)
+	case c.RetryTimeout <= 0:
+		return fmt.Errorf("%w: RetryTimeout must be positive", ErrConfig)
+	case c.SessionEvery < minSessionTick:
+		return fmt.Errorf("%w: SessionEvery %v below %v", ErrConfig, c.SessionEvery, minSessionTick)
+	case c.Logger == nil:
+		return fmt.Errorf("%w: Logger is nil", ErrConfig)
+	}
+	return nil
+}

@@ -1,0 +1,215 @@
+package client
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/reelfs/reelfs/internal/wire"
+)
+
+// Tuning of the metadata caches.
+const (
+	maxChunkEntries = 1 << 16          // cached chunk slice lists
+	groupsMaxAge    = 10 * time.Second // group membership refresh interval
+	groupsMinAge    = time.Second      // forced refreshes at most this often
+	leaseIDs        = 64               // block ids asked for per lease
+	leaseMaxAge     = 30 * time.Second // a lease's placement goes stale after this
+)
+
+// chunkKey names one chunk of one inode.
+type chunkKey struct {
+	ino uint64
+	idx uint32
+}
+
+// chunkEntry is a chunk's committed slice list as read at version.
+type chunkEntry struct {
+	version uint64
+	slices  []wire.Slice
+}
+
+// chunkCache caches committed slice lists. An entry read at version v is
+// good for a reader that needs at least version v: versions only grow, and
+// a reader's need is the version its inode was opened at or last
+// committed, so close-to-open consistency holds without explicit drops.
+type chunkCache struct {
+	mu sync.Mutex // guards m
+	m  map[chunkKey]chunkEntry
+}
+
+func newChunkCache() *chunkCache { return &chunkCache{m: make(map[chunkKey]chunkEntry)} }
+
+func (cc *chunkCache) get(k chunkKey, minVersion uint64) ([]wire.Slice, bool) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	e, ok := cc.m[k]
+	if !ok || e.version < minVersion {
+		return nil, false
+	}
+	return e.slices, true
+}
+
+func (cc *chunkCache) put(k chunkKey, e chunkEntry) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if old, ok := cc.m[k]; ok && old.version > e.version {
+		return
+	}
+	if len(cc.m) >= maxChunkEntries {
+		// Drop an eighth, arbitrarily (map order): cheap, and a dropped
+		// entry costs one readchunk call.
+		n := len(cc.m) / 8
+		for key := range cc.m {
+			delete(cc.m, key)
+			if n--; n <= 0 {
+				break
+			}
+		}
+	}
+	cc.m[k] = e
+}
+
+// chunkSlices returns the committed slice list of a chunk at version
+// minVersion or later.
+func (c *Client) chunkSlices(ctx context.Context, ino uint64, idx uint32, minVersion uint64) ([]wire.Slice, error) {
+	k := chunkKey{ino, idx}
+	if list, ok := c.chunks.get(k, minVersion); ok {
+		return list, nil
+	}
+	var r wire.ReadChunkReply
+	if err := c.call(ctx, wire.OpReadChunk, &wire.ReadChunkReq{Ino: ino, Index: idx}, &r); err != nil {
+		return nil, err
+	}
+	c.chunks.put(k, chunkEntry{version: r.Version, slices: r.Slices})
+	return r.Slices, nil
+}
+
+// groupCache maps group ids to member addresses, healthy members first.
+type groupCache struct {
+	refresh sync.Mutex // one OpGroups call at a time
+
+	mu      sync.Mutex // guards members and at
+	members map[uint32][]string
+	at      time.Time
+}
+
+func newGroupCache() *groupCache { return &groupCache{} }
+
+// members returns the addresses of group's members. force asks for fresh
+// membership (after every member failed), at most once per groupsMinAge.
+func (c *Client) members(ctx context.Context, group uint32, force bool) ([]string, error) {
+	gc := c.groups
+	gc.mu.Lock()
+	m, ok := gc.members[group]
+	age := time.Since(gc.at)
+	seen := gc.at
+	gc.mu.Unlock()
+	if ok && age < groupsMaxAge && (!force || age < groupsMinAge) {
+		return m, nil
+	}
+	gc.refresh.Lock()
+	defer gc.refresh.Unlock()
+	gc.mu.Lock()
+	if gc.at.After(seen) { // someone refreshed while we waited
+		m, ok = gc.members[group]
+		gc.mu.Unlock()
+		if ok {
+			return m, nil
+		}
+		return nil, wire.Errorf(wire.ErrIO, "client: group %d is unknown to the metaserver", group)
+	}
+	gc.mu.Unlock()
+	if _, err := c.Groups(ctx); err != nil {
+		if ok { // stale membership beats none
+			return m, nil
+		}
+		return nil, err
+	}
+	gc.mu.Lock()
+	m, ok = gc.members[group]
+	gc.mu.Unlock()
+	if !ok {
+		return nil, wire.Errorf(wire.ErrIO, "client: group %d is unknown to the metaserver", group)
+	}
+	return m, nil
+}
+
+// setGroups records a fresh OpGroups answer.
+func (gc *groupCache) set(groups []wire.Group) {
+	m := make(map[uint32][]string, len(groups))
+	for _, g := range groups {
+		addrs := make([]string, 0, len(g.Members))
+		for _, healthy := range []bool{true, false} {
+			for _, mb := range g.Members {
+				if mb.Healthy == healthy {
+					addrs = append(addrs, mb.Addr)
+				}
+			}
+		}
+		m[g.ID] = addrs
+	}
+	gc.mu.Lock()
+	gc.members, gc.at = m, time.Now()
+	gc.mu.Unlock()
+}
+
+// lease is a range of block ids and where to put their blocks.
+type lease struct {
+	next, end uint64 // ids [next, end) are unused
+	group     uint32
+	members   []string
+	at        time.Time
+	gen       uint64 // identifies the lease, so a NOSPACE drops only the lease it hit
+}
+
+// leaser hands out block ids from the current lease.
+type leaser struct {
+	mu  sync.Mutex // guards cur and gen; held across the alloc call
+	cur lease
+	gen uint64
+}
+
+// blockTarget is one block id and the placement to PUT it to.
+type blockTarget struct {
+	id      uint64
+	group   uint32
+	members []string
+	gen     uint64
+}
+
+// nextID takes an id from the lease, asking the metaserver for a new lease
+// when it is used up or stale. A NOSPACE from the metaserver comes back
+// as wire.ErrNoSpace.
+func (c *Client) nextID(ctx context.Context, bytes int) (blockTarget, error) {
+	l := &c.lease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cur.next >= l.cur.end || time.Since(l.cur.at) > leaseMaxAge {
+		var r wire.AllocReply
+		req := wire.AllocReq{Count: leaseIDs, Bytes: int64(bytes)}
+		if err := c.call(ctx, wire.OpAlloc, &req, &r); err != nil {
+			return blockTarget{}, err
+		}
+		if r.Count < 1 || r.First == 0 || len(r.Members) == 0 {
+			return blockTarget{}, wire.Errorf(wire.ErrIO, "client: alloc answered an empty lease (first %d, %d ids, %d members)",
+				r.First, r.Count, len(r.Members))
+		}
+		l.gen++
+		l.cur = lease{next: r.First, end: r.First + uint64(r.Count), group: r.Group, members: r.Members, at: time.Now(), gen: l.gen}
+	}
+	t := blockTarget{id: l.cur.next, group: l.cur.group, members: l.cur.members, gen: l.cur.gen}
+	l.cur.next++
+	return t, nil
+}
+
+// dropLease forgets lease gen (a member said NOSPACE or all failed), so
+// the next id comes with a fresh placement.
+func (c *Client) dropLease(gen uint64) {
+	l := &c.lease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cur.gen == gen {
+		l.cur = lease{}
+	}
+}

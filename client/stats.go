@@ -1,0 +1,57 @@
+package client
+
+import "sync/atomic"
+
+// Stats are the client's counters since New. They are plain numbers so a
+// daemon can export them into its own metrics registry.
+type Stats struct {
+	BytesRead     int64 // bytes returned by File reads
+	BytesWritten  int64 // bytes accepted by File writes
+	CacheHits     int64 // block-cache page hits
+	CacheMisses   int64 // block-cache page misses
+	CacheBytes    int64 // bytes in the block cache now
+	CachePages    int   // pages in the block cache now
+	BlocksFetched int64 // block GETs (whole or ranged) that succeeded
+	BytesFetched  int64 // bytes those GETs returned
+	FetchErrors   int64 // block GETs that failed on one member
+	BlockPuts     int64 // block PUTs that succeeded
+	BytesPut      int64 // bytes those PUTs carried
+	PutErrors     int64 // block PUTs that failed on one member
+	Prefetches    int64 // blocks fetched ahead of sequential reads
+	Commits       int64 // commits sent
+	MetaCalls     int64 // metaserver calls (first attempts)
+	Retries       int64 // retries of transient errors (metaserver and blocks)
+}
+
+// counters are the live values behind Stats.
+type counters struct {
+	bytesRead, bytesWritten        atomic.Int64
+	blocksFetched, bytesFetched    atomic.Int64
+	fetchErrors                    atomic.Int64
+	blockPuts, bytesPut, putErrors atomic.Int64
+	prefetches, commits            atomic.Int64
+	metaCalls, retries             atomic.Int64
+}
+
+// Stats returns a snapshot of the client's counters.
+func (c *Client) Stats() Stats {
+	cb, cp := c.cache.size()
+	return Stats{
+		BytesRead:     c.stats.bytesRead.Load(),
+		BytesWritten:  c.stats.bytesWritten.Load(),
+		CacheHits:     c.cache.hits.Load(),
+		CacheMisses:   c.cache.misses.Load(),
+		CacheBytes:    cb,
+		CachePages:    cp,
+		BlocksFetched: c.stats.blocksFetched.Load(),
+		BytesFetched:  c.stats.bytesFetched.Load(),
+		FetchErrors:   c.stats.fetchErrors.Load(),
+		BlockPuts:     c.stats.blockPuts.Load(),
+		BytesPut:      c.stats.bytesPut.Load(),
+		PutErrors:     c.stats.putErrors.Load(),
+		Prefetches:    c.stats.prefetches.Load(),
+		Commits:       c.stats.commits.Load(),
+		MetaCalls:     c.stats.metaCalls.Load(),
+		Retries:       c.stats.retries.Load(),
+	}
+}
