@@ -424,4 +424,3 @@ func (c *Client) errIfClosed() error {
 	}
 	return nil
 }
-
