@@ -339,7 +339,9 @@ func (s *Server) handleBinlog(ctx *fasthttp.RequestCtx) {
 		}
 		if wait > 0 {
 			wctx, cancel := context.WithTimeout(s.polls, min(wait, maxWait))
+			s.polling.Add(1)
 			err := s.binlog.Wait(wctx, max(from, 1))
+			s.polling.Add(-1)
 			cancel()
 			if errors.Is(err, ErrClosed) {
 				wire.ReplyError(ctx, wire.Errorf(wire.ErrUnavailable, "chunkserver: shutting down"))

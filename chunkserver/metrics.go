@@ -58,6 +58,10 @@ func newMetrics(s *Server) *metrics {
 			Help: "Block requests being served (the load reported to the tracker).",
 		}, func() float64 { return float64(s.inflight.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "reelfs_chunk_binlog_waiters",
+			Help: "Binlog long-polls waiting for new entries.",
+		}, func() float64 { return float64(s.polling.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "reelfs_chunk_binlog_seq",
 			Help: "Newest durable binlog sequence number.",
 		}, func() float64 { return float64(s.binlog.Last()) }),

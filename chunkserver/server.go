@@ -80,6 +80,7 @@ type Server struct {
 
 	bufs     sync.Pool    // *[]byte of wire.MaxBlockSize for GET bodies
 	inflight atomic.Int64 // block requests being served
+	polling  atomic.Int64 // binlog long-polls waiting
 
 	// polls is cancelled when shutdown starts so long-polls answer at
 	// once instead of holding the shutdown for their whole wait.
