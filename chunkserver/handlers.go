@@ -241,8 +241,8 @@ func (b *pooledBody) Close() error {
 	return nil
 }
 
-// handleList serves GET /v1/blocks?after=ID&limit=N&before=UNIXNANO.
-// after is a block name (16 hex digits, as in paths) or a decimal id.
+// handleList serves GET /v1/blocks?after=ID&limit=N&before=UNIXNANO, all
+// decimal; limit 0 or absent means 1000, at most 10000.
 func (s *Server) handleList(ctx *fasthttp.RequestCtx) {
 	q, err := parseQuery(ctx, "after", "limit", "before")
 	if err != nil {
@@ -278,18 +278,12 @@ func (s *Server) handleList(ctx *fasthttp.RequestCtx) {
 	wire.ReplyJSON(ctx, list)
 }
 
-// parseAfter reads the after parameter: a 16-hex-digit block name, or a
-// decimal id when it is not 16 characters long.
+// parseAfter reads the after parameter: a decimal block id, as the
+// metaserver's collector sends it (and as ids appear in wire.BlockInfo).
 func parseAfter(v string) (uint64, error) {
-	if len(v) == 16 {
-		if v == "0000000000000000" {
-			return 0, nil
-		}
-		return wire.ParseBlockName(v)
-	}
 	id, err := strconv.ParseUint(v, 10, 64)
 	if err != nil {
-		return 0, wire.Errorf(wire.ErrInvalid, "chunkserver: after=%q: want a block name or a decimal id", truncate(v, 40))
+		return 0, wire.Errorf(wire.ErrInvalid, "chunkserver: after=%q: want a decimal block id", truncate(v, 40))
 	}
 	return id, nil
 }

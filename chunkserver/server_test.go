@@ -233,6 +233,7 @@ func TestHTTPGarbage(t *testing.T) {
 		{"GET", "/v1/blocks?limit=abc", 400},
 		{"GET", "/v1/blocks?limit=99999999999999999999", 400},
 		{"GET", "/v1/blocks?after=zz", 400},
+		{"GET", "/v1/blocks?after=00000000000000ff", 400},
 		{"GET", "/v1/blocks?after=-5", 400},
 		{"GET", "/v1/blocks?after=1&after=2", 400},
 		{"GET", "/v1/blocks?before=yesterday", 400},
@@ -290,15 +291,15 @@ func TestHTTPListAndStatus(t *testing.T) {
 	if len(l.Blocks) != 2 || !l.More {
 		t.Fatalf("limit 2: %+v", l)
 	}
-	l = list("/v1/blocks?limit=2&after=" + wire.BlockName(0x100))
+	l = list("/v1/blocks?limit=2&after=256")
 	if len(l.Blocks) != 2 || l.More || l.Blocks[0].ID != 0x10000 {
-		t.Fatalf("after a block name: %+v", l)
+		t.Fatalf("after 256: %+v", l)
 	}
-	l = list("/v1/blocks?after=256")
-	if len(l.Blocks) != 2 || l.Blocks[0].ID != 0x10000 {
-		t.Fatalf("after a decimal id: %+v", l)
+	l = list("/v1/blocks?after=0000000000000100")
+	if len(l.Blocks) != 3 || l.Blocks[0].ID != 0x100 {
+		t.Fatalf("after a zero-padded decimal id: %+v", l)
 	}
-	l = list("/v1/blocks?after=0000000000000000&limit=0")
+	l = list("/v1/blocks?after=0&limit=0")
 	if len(l.Blocks) != 4 {
 		t.Fatalf("after zero: %+v", l)
 	}

@@ -532,12 +532,19 @@ func (s *DiskStore) checkOpen() error {
 	return nil
 }
 
-// Close marks the store closed; later calls fail with ErrClosed. Readers
-// holding a BlockFile may finish with it.
+// Close waits for puts and deletes in progress (so none is cut off between
+// its block write and its binlog entry) and marks the store closed; later
+// calls fail with ErrClosed. Readers holding a BlockFile may finish with it.
 func (s *DiskStore) Close() error {
+	for i := range s.stripes {
+		s.stripes[i].Lock()
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closed = true
+	s.mu.Unlock()
+	for i := range s.stripes {
+		s.stripes[i].Unlock()
+	}
 	return nil
 }
 
