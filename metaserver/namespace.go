@@ -690,12 +690,15 @@ func (t *txn) exchange(sp, dp, src *inode, dstIno uint64, req *wire.RenameReq) e
 
 // ---- xattrs ----
 
+// checkXattrName validates an xattr name. Over-long names (ERANGE in
+// Linux) and values (E2BIG) answer EINVAL: the kernel enforces both limits
+// before a request reaches FUSE, so only a misbehaving client sees them.
 func checkXattrName(name string) error {
 	switch {
 	case name == "" || strings.IndexByte(name, 0) >= 0:
 		return errInval("xattr name %q", name)
 	case len(name) > maxXattrName:
-		return wire.Errorf(wire.ErrRange, "xattr name of %d bytes", len(name))
+		return errInval("xattr name of %d bytes (ERANGE)", len(name))
 	}
 	return nil
 }

@@ -352,7 +352,8 @@ func TestXattrs(t *testing.T) {
 	wantCode(t, set("user.b", "", 0), "")
 	wantCode(t, set("user.c", "x", wire.XattrCreate|wire.XattrReplace), wire.CodeInvalid)
 	wantCode(t, set("", "x", 0), wire.CodeInvalid)
-	wantCode(t, set(strings.Repeat("n", 256), "x", 0), wire.CodeRange)
+	wantCode(t, set(strings.Repeat("n", 256), "x", 0), wire.CodeInvalid)
+	wantCode(t, set(strings.Repeat("n", 255), "x", 0), "")
 	wantCode(t, set("user.big", strings.Repeat("v", 64<<10+1), 0), wire.CodeInvalid)
 	wantCode(t, set("user.max", strings.Repeat("v", 64<<10), 0), "")
 	if v, err := get("user.a"); err != nil || v != "3" {
@@ -362,7 +363,7 @@ func TestXattrs(t *testing.T) {
 		t.Fatalf("get empty = %q, %v", v, err)
 	}
 	l, err := c.listXattr(bg, &wire.InoReq{Ino: tr.h})
-	if err != nil || !slices.Equal(l.Names, []string{"user.a", "user.b", "user.max"}) {
+	if err != nil || !slices.Equal(l.Names, []string{strings.Repeat("n", 255), "user.a", "user.b", "user.max"}) {
 		t.Fatalf("list = %v, %v", l.Names, err)
 	}
 	wantCode(t, c.removeXattr(bg, &wire.XattrReq{Ino: tr.h, Name: "user.a"}), "")

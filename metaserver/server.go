@@ -161,7 +161,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.running || s.closed {
 		s.mu.Unlock()
-		return fmt.Errorf("metaserver: Run: %w", ErrClosed)
+		return fmt.Errorf("metaserver: Run called twice or after Close: %w", ErrClosed)
 	}
 	s.running = true
 	s.mu.Unlock()
@@ -169,7 +169,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.Go(func() error {
-		if err := s.srv.Serve(s.ln); err != nil {
+		if err := s.srv.Serve(s.ln); err != nil && ectx.Err() == nil {
 			return fmt.Errorf("metaserver: serve: %w", err)
 		}
 		return nil
@@ -181,6 +181,9 @@ func (s *Server) Run(ctx context.Context) error {
 		if err := s.srv.ShutdownWithContext(sctx); err != nil {
 			s.log.Warn("metaserver shutdown", "err", err)
 		}
+		// Shutdown only closes listeners Serve already registered; if the
+		// context ended before Serve got that far, this makes it return.
+		s.ln.Close()
 		return nil
 	})
 	eg.Go(func() error {

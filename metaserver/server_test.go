@@ -351,3 +351,21 @@ func BenchmarkCreateHTTP(b *testing.B) {
 		}
 	})
 }
+
+func TestRunWithCancelledContext(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Dir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Run(ctx); err != nil {
+		t.Fatalf("Run with a cancelled context: %v", err)
+	}
+	if err := s.Run(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Run: %v", err)
+	}
+}
