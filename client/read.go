@@ -83,25 +83,35 @@ func (c *Client) resolveChunk(ctx context.Context, n *inode, idx, a, b uint32, d
 			n.mu.Unlock()
 			continue
 		}
-		for _, p := range chunk.Resolve(n.wb.overlay(idx, committed), a, b) {
-			var d []byte
-			if dst != nil {
-				d = dst[p.Pos-a : p.End()-a]
-			}
-			switch {
-			case p.ID == 0:
-				clear(d)
-			case p.ID&localBit != 0:
-				if d != nil {
-					copy(d, n.wb.local(idx, p.ID, p.Off, p.Len))
-				}
-			default:
-				out = append(out, blockPiece{b: blockRef{id: p.ID, group: p.Group, size: p.Size}, off: p.Off, n: p.Len, dst: d})
-			}
-		}
+		out = resolveInto(n.wb, idx, committed, a, b, dst, out)
 		n.mu.Unlock()
 		return out, nil
 	}
+}
+
+// resolveInto resolves bytes [a, b) of chunk idx over committed followed
+// by the write buffer's slices. It copies in-memory bytes and zeroes holes
+// into dst (nil when planning a prefetch) and appends the pieces that
+// must come from blocks to out. The inode's mutex must be held: in-memory
+// bytes are only stable under it.
+func resolveInto(wb *writeBuffer, idx uint32, committed []wire.Slice, a, b uint32, dst []byte, out []blockPiece) []blockPiece {
+	for _, p := range chunk.Resolve(wb.overlay(idx, committed), a, b) {
+		var d []byte
+		if dst != nil {
+			d = dst[p.Pos-a : p.End()-a]
+		}
+		switch {
+		case p.ID == 0:
+			clear(d)
+		case p.ID&localBit != 0:
+			if d != nil {
+				copy(d, wb.local(idx, p.ID, p.Off, p.Len))
+			}
+		default:
+			out = append(out, blockPiece{b: blockRef{id: p.ID, group: p.Group, size: p.Size}, off: p.Off, n: p.Len, dst: d})
+		}
+	}
+	return out
 }
 
 // fetchPieces fills the pieces from their blocks, one fetch per block,
