@@ -211,6 +211,7 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	})
 	err := eg.Wait()
+	s.gc.hc.CloseIdleConnections()
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()

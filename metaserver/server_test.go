@@ -130,7 +130,7 @@ func TestCloseWithoutRun(t *testing.T) {
 }
 
 func TestHTTPOps(t *testing.T) {
-	ts := startServer(t, nil)
+	ts := startServer(t, func(c *Config) { c.GCInterval = 100 * time.Millisecond })
 	cs := startFakeChunkserver(t)
 	must := func(err error) {
 		t.Helper()
@@ -226,7 +226,7 @@ func TestHTTPOps(t *testing.T) {
 	if len(gr.Groups) != 1 || !gr.Groups[0].Members[0].Healthy {
 		t.Fatalf("groups %+v", gr)
 	}
-	// The orphan's block reaches the chunkserver's DELETE (GCInterval 2s).
+	// The orphan's block reaches the chunkserver's DELETE.
 	for deadline := time.Now().Add(30 * time.Second); cs.holds(ar.First); {
 		if time.Now().After(deadline) {
 			t.Fatal("queued block never deleted")

@@ -2,6 +2,7 @@ package metaserver
 
 import (
 	"cmp"
+	"context"
 	"slices"
 	"sync"
 	"time"
@@ -236,4 +237,41 @@ func statFS(groups []wire.Group, inodes uint64) wire.StatFS {
 		}
 	}
 	return st
+}
+
+// ---- tracker ops of the core ----
+
+// heartbeat records a chunkserver's report. A new member, or one with a new
+// address or group, is persisted so a restart still lists it.
+func (c *core) heartbeat(_ context.Context, m *wire.Member) error {
+	switch {
+	case m.ID == "" || len(m.ID) > 255:
+		return errInval("member id %q", m.ID)
+	case m.Addr == "" || len(m.Addr) > 255:
+		return errInval("member address %q", m.Addr)
+	}
+	now := c.clock()
+	changed, oldGroup, moved := c.tracker.heartbeat(*m, now)
+	if !changed {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.begin(wire.OpHeartbeat)
+	rec := *m
+	rec.LastSeen = now.UnixNano()
+	rec.Healthy = false
+	t.b.Put(keyMember(m.Group, m.ID), encodeMember(rec))
+	if moved {
+		t.b.Delete(keyMember(oldGroup, m.ID))
+	}
+	if err := t.commit(); err != nil {
+		c.tracker.forget(m.ID)
+		return err
+	}
+	return nil
+}
+
+func (c *core) groups(_ context.Context) wire.GroupsReply {
+	return wire.GroupsReply{Groups: c.tracker.groups(c.clock())}
 }
