@@ -36,7 +36,7 @@ const listingHTML = `<!doctype html>
 <tr><td><a href="{{.Parent}}">../</a></td><td></td><td></td><td></td></tr>
 {{- end}}
 {{- range .Entries}}
-<tr><td><a href="{{.Href}}">{{.Name}}{{if .Dir}}/{{end}}</a></td><td class="n" title="{{.Size}} bytes">{{if not .Dir}}{{.Human}}{{end}}</td><td>{{.Mtime}}</td><td>{{if .Player}}<a href="{{.Player}}">play</a>{{end}}</td></tr>
+<tr><td><a href="{{.Href}}">{{.Name}}{{if .Dir}}/{{end}}</a></td><td class="n"{{if not .Dir}} title="{{.Size}} bytes"{{end}}>{{if not .Dir}}{{.Human}}{{end}}</td><td>{{.Mtime}}</td><td>{{if .Player}}<a href="{{.Player}}">play</a>{{end}}</td></tr>
 {{- end}}
 </tbody></table>
 {{- if .Next}}
