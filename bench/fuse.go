@@ -1,0 +1,476 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// fsTarget is one place the fuse benchmarks run against: the reelfs
+// mount, the local disk, or a go-fuse loopback mount of the local disk.
+type fsTarget struct {
+	name  string
+	root  string                          // benchmark files go here
+	cold  func(ctx context.Context) error // unmount, drop caches, mount again
+	check func() error                    // the mount is still there
+	err   error                           // setup failed: nothing is measured
+}
+
+// ready returns why the target cannot be measured now, or nil. A vanished
+// FUSE mount must never turn into a measurement of the bare directory
+// underneath.
+func (t *fsTarget) ready() error {
+	if t.err != nil {
+		return t.err
+	}
+	if t.check != nil {
+		return t.check()
+	}
+	return nil
+}
+
+// loopMount is a go-fuse loopback daemon mounting orig at mnt.
+type loopMount struct {
+	r         *runner
+	name, bin string
+	mnt, orig string
+	proc      *child
+	started   int
+}
+
+func (m *loopMount) start(ctx context.Context) error {
+	if err := forceUnmount(m.mnt); err != nil {
+		return err
+	}
+	m.started++
+	logPath := filepath.Join(m.r.dir, fmt.Sprintf("%s-%d.log", m.name, m.started))
+	p, err := startChild(m.name, logPath, "", nil, m.bin, "-q", m.mnt, m.orig)
+	if err != nil {
+		return err
+	}
+	m.proc = p
+	if err := waitMount(ctx, m.mnt, true, 30*time.Second, p); err != nil {
+		m.stop()
+		return err
+	}
+	return nil
+}
+
+// stop asks the daemon to unmount (SIGTERM) and lazily unmounts whatever
+// it left behind.
+func (m *loopMount) stop() error {
+	var err error
+	if m.proc != nil {
+		err = m.proc.stop(30 * time.Second)
+		m.proc = nil
+	}
+	if uerr := forceUnmount(m.mnt); uerr != nil && err == nil {
+		err = uerr
+	}
+	return err
+}
+
+func (m *loopMount) cold(ctx context.Context) error {
+	if err := m.stop(); err != nil {
+		return err
+	}
+	if err := m.r.dropCaches(); err != nil {
+		return err
+	}
+	return m.start(ctx)
+}
+
+func mountCheck(mnt string) func() error {
+	return func() error {
+		ok, err := isFuseMounted(mnt)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%s is no longer mounted", mnt)
+		}
+		return nil
+	}
+}
+
+// Indexes of the fuse section's targets; the first three are the
+// baselines, in the table's column order.
+const (
+	tLocal = iota
+	tLoopPT
+	tLoopNoPT
+	tReelfs
+	nTargets
+)
+
+// fuseTargets sets up the four targets. A target that fails to come up
+// carries its error; the others still run.
+func (r *runner) fuseTargets(ctx context.Context) []*fsTarget {
+	mnt := filepath.Join(r.dir, "mnt")
+	ts := make([]*fsTarget, nTargets)
+
+	local := filepath.Join(r.dir, "local")
+	ts[tLocal] = &fsTarget{name: "local disk", root: local, cold: func(context.Context) error { return r.dropCaches() }}
+	if err := os.MkdirAll(local, 0o755); err != nil {
+		ts[tLocal].err = err
+	}
+	r.atCleanup(func() { os.RemoveAll(local) })
+
+	loop := func(idx int, name, pkg string) {
+		t := &fsTarget{name: name, root: filepath.Join(mnt, name)}
+		ts[idx] = t
+		bin := filepath.Join(r.dir, name+".bin")
+		if res, err := r.runEnv(ctx, 5*time.Minute, nil, nil, "go", "build", "-o", bin, pkg); err != nil {
+			t.err = fmt.Errorf("build %s: %v %s", pkg, err, tail(res.stderr, 300))
+			return
+		}
+		m := &loopMount{r: r, name: name, bin: bin, mnt: t.root, orig: filepath.Join(r.dir, name+"-orig")}
+		for _, d := range []string{m.mnt, m.orig} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.err = err
+				return
+			}
+		}
+		r.atCleanup(func() {
+			if err := m.stop(); err != nil {
+				r.log.Warn("unmount", "mnt", m.mnt, "err", err)
+			}
+			os.RemoveAll(m.orig)
+		})
+		t.cold, t.check = m.cold, mountCheck(m.mnt)
+		t.err = m.start(ctx)
+	}
+	loop(tLoopPT, "loopback-passthrough", "github.com/hanwen/go-fuse/v2/example/loopback")
+	loop(tLoopNoPT, "loopback-nopassthrough", "./bench/loopback")
+
+	t := &fsTarget{name: "reelfs", root: filepath.Join(mnt, "reelfs")}
+	ts[tReelfs] = t
+	c, err := r.startCluster(ctx, "fuse-cluster", false, t.root)
+	if err != nil {
+		t.err = fmt.Errorf("reelfs server --mount: %w", err)
+	} else {
+		t.cold, t.check = c.restartCold, mountCheck(t.root)
+	}
+	return ts
+}
+
+// fuseResults holds one figure per target for each benchmark.
+type fuseResults map[string]*[nTargets]value
+
+func (fr fuseResults) set(bench string, target int, v value) {
+	if fr[bench] == nil {
+		fr[bench] = &[nTargets]value{}
+	}
+	fr[bench][target] = v
+}
+
+// fuseSection is issue 6: the reelfs mount against the local disk and the
+// two loopback mounts, every benchmark run across all four in turn so
+// that drift of the disk hits them alike.
+func (r *runner) fuseSection(ctx context.Context) *table {
+	t := &table{title: "fuse (issue 6): the reelfs mount vs the local disk and go-fuse loopback",
+		baselines: []string{"local disk", "loopback (passthrough)", "loopback (no passthrough)"}}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.notRun = "no /dev/fuse: " + err.Error()
+		return t
+	}
+	size := r.sizeFor(2 << 30)
+	src, err := r.makeSource(ctx, "fuse-src.bin", size)
+	if err != nil {
+		t.notRun = "make source file: " + err.Error()
+		return t
+	}
+	r.atCleanup(func() { os.Remove(src.path) })
+	ts := r.fuseTargets(ctx)
+	for _, x := range ts {
+		if x.err != nil {
+			r.log.Warn("fuse target not available", "target", x.name, "err", x.err)
+		}
+	}
+	fr := fuseResults{}
+	each := func(bench string, f func(x *fsTarget) value) {
+		for i, x := range ts {
+			if ctx.Err() != nil {
+				fr.set(bench, i, missing("interrupted"))
+				continue
+			}
+			v := missing("target not ready")
+			if err := x.ready(); err != nil {
+				v = missing("%v", err)
+			} else {
+				v = f(x)
+			}
+			r.log.Info("fuse", "bench", bench, "target", x.name, "value", v.String())
+			fr.set(bench, i, v)
+		}
+	}
+
+	// Sequential write and cold read, repeated; medians.
+	writes := make([]series, nTargets)
+	reads := make([]series, nTargets)
+	file := func(rep int) string { return fmt.Sprintf("f%d.bin", rep) }
+	for rep := range r.opt.reps {
+		each("write", func(x *fsTarget) value {
+			if err := src.warm(); err != nil {
+				return missing("%v", err)
+			}
+			syscall.Sync()
+			d, err := r.dd(ctx, size, "if="+src.path, "of="+filepath.Join(x.root, file(rep)), "bs=1M", "conv=fsync")
+			if err != nil {
+				return missing("%v", err)
+			}
+			return got(mbps(size, d), "MB/s")
+		})
+		each("read", func(x *fsTarget) value {
+			if err := x.cold(ctx); err != nil {
+				return missing("remount: %v", err)
+			}
+			if err := x.ready(); err != nil {
+				return missing("%v", err)
+			}
+			d, err := r.dd(ctx, size, "if="+filepath.Join(x.root, file(rep)), "of=/dev/null", "bs=1M")
+			if err != nil {
+				return missing("%v", err)
+			}
+			return got(mbps(size, d), "MB/s")
+		})
+		for i := range ts {
+			writes[i].addValue(fr["write"][i])
+			reads[i].addValue(fr["read"][i])
+			// Keep the last file for the seeks; the baselines' old copies go
+			// to save disk (reelfs keeps its files: deleting them would start
+			// its block GC under the next measurements).
+			if rep > 0 && i != tReelfs && ts[i].ready() == nil {
+				os.Remove(filepath.Join(ts[i].root, file(rep-1)))
+			}
+		}
+	}
+	for i := range ts {
+		fr.set("write", i, writes[i].value("MB/s"))
+		fr.set("read", i, reads[i].value("MB/s"))
+	}
+	lastFile := file(r.opt.reps - 1)
+
+	// Random 1 MiB preads after a remount, the same offsets everywhere.
+	nSeeks := r.count(200, 50)
+	offsets := seekOffsets(nSeeks, size, 1<<20)
+	var p99 [nTargets]value
+	each("seek p50", func(x *fsTarget) value {
+		lat, err := r.seeks(ctx, x, filepath.Join(x.root, lastFile), offsets, src)
+		if err != nil {
+			p99[indexOf(ts, x)] = missing("%v", err)
+			return missing("%v", err)
+		}
+		p99[indexOf(ts, x)] = got(ms(percentile(lat, 99)), "ms")
+		return got(ms(percentile(lat, 50)), "ms")
+	})
+	for i := range ts {
+		fr.set("seek p99", i, p99[i])
+	}
+
+	// Creates of empty files, 1 and 4 threads.
+	nCreates := r.count(10000, 500)
+	limit := 2 * time.Minute
+	for _, threads := range []int{1, 4} {
+		bench := fmt.Sprintf("creates %d", threads)
+		each(bench, func(x *fsTarget) value {
+			dir := filepath.Join(x.root, fmt.Sprintf("c%d", threads))
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				return missing("%v", err)
+			}
+			done, d, err := createMany(ctx, nCreates, threads, limit, func(_ context.Context, i int) error {
+				return createEmpty(filepath.Join(dir, fmt.Sprintf("f%06d", i)))
+			})
+			return createValue(nCreates, done, d, err, limit)
+		})
+	}
+
+	// ls -l of the 1-thread directory after a remount.
+	null, err := devNull()
+	if err != nil {
+		t.notRun = err.Error()
+		return t
+	}
+	defer null.Close()
+	each("ls", func(x *fsTarget) value {
+		if err := x.cold(ctx); err != nil {
+			return missing("remount: %v", err)
+		}
+		if err := x.ready(); err != nil {
+			return missing("%v", err)
+		}
+		res, err := r.run(ctx, 2*time.Minute, null, "ls", "-l", filepath.Join(x.root, "c1"))
+		if err != nil {
+			return missing("%v", err)
+		}
+		return got(ms(res.elapsed), "ms")
+	})
+
+	// 64 KiB files: write all then one sync; read back after a remount.
+	const small = 64 << 10
+	nSmall := min(r.count(2000, 100), int(size/small))
+	content, err := src.at(0, nSmall*small)
+	if err != nil {
+		t.notRun = err.Error()
+		return t
+	}
+	each("small write", func(x *fsTarget) value {
+		return smallWrite(ctx, filepath.Join(x.root, "s64"), content, small, 3*time.Minute)
+	})
+	each("small read", func(x *fsTarget) value {
+		if err := x.cold(ctx); err != nil {
+			return missing("remount: %v", err)
+		}
+		if err := x.ready(); err != nil {
+			return missing("%v", err)
+		}
+		return smallRead(ctx, filepath.Join(x.root, "s64"), content, small, 3*time.Minute)
+	})
+
+	rows := []struct {
+		bench, name string
+		goal        *target
+	}{
+		{"write", fmt.Sprintf("dd write %s bs=1M conv=fsync, MB/s", fmtBytes(size)), ratioAtLeast(0.8, tLoopNoPT)},
+		{"read", fmt.Sprintf("dd read %s bs=1M, %s after remount, MB/s", fmtBytes(size), r.coldWord()), ratioAtLeast(0.8, tLoopNoPT)},
+		{"seek p50", fmt.Sprintf("%d random 1 MiB preads after remount, p50", nSeeks), nil},
+		{"seek p99", fmt.Sprintf("%d random 1 MiB preads after remount, p99", nSeeks), ratioAtMost(3, tLocal)},
+		{"creates 1", fmt.Sprintf("create %d empty files, 1 thread", nCreates), ratioAtLeast(0.9, tLoopNoPT)},
+		{"creates 4", fmt.Sprintf("create %d empty files, 4 threads", nCreates), ratioAtLeast(0.9, tLoopNoPT)},
+		{"ls", fmt.Sprintf("ls -l of %d files after remount, wall time", nCreates), ratioAtMost(0.5, tLoopNoPT)},
+		{"small write", fmt.Sprintf("write %d files of 64 KiB + one sync", nSmall), ratioAtLeast(0.45, tLoopNoPT)},
+		{"small read", fmt.Sprintf("read %d files of 64 KiB after remount", nSmall), ratioAtLeast(0.45, tLoopNoPT)},
+	}
+	for _, rw := range rows {
+		vs := fr[rw.bench]
+		if vs == nil {
+			vs = &[nTargets]value{}
+			for i := range vs {
+				vs[i] = missing("interrupted")
+			}
+		}
+		t.add(row{name: rw.name, reelfs: vs[tReelfs], base: []value{vs[tLocal], vs[tLoopPT], vs[tLoopNoPT]}, goal: rw.goal})
+	}
+	t.note("targets as run in turn per benchmark: local dir %s, go-fuse example/loopback (passthrough on when root), bench/loopback (CAP_PASSTHROUGH disabled), `reelfs server --mount`", ts[tLocal].root)
+	t.note("\"after remount\": the daemon is stopped (reelfs: the whole server), the page cache dropped, the daemon started again; for the local disk only the cache is dropped")
+	t.note("dd write/read: wall time, median of %d; source file random and in the page cache; preads and 64 KiB reads are checked against the source", r.opt.reps)
+	t.note("creates: os.OpenFile(O_CREATE|O_EXCL)+Close in a fresh dir, bounded by %s; 64 KiB files written one by one from one thread then sync(2)", limit)
+	return t
+}
+
+// addValue adds a measured value, or records why there is none.
+func (s *series) addValue(v value) {
+	if v.ok() {
+		s.add(v.v, nil)
+	} else {
+		s.add(0, errors.New(v.why))
+	}
+}
+
+func indexOf(ts []*fsTarget, x *fsTarget) int {
+	for i, t := range ts {
+		if t == x {
+			return i
+		}
+	}
+	return -1
+}
+
+// seekOffsets returns n offsets in [0, size-span] from a fixed seed, so
+// every target and every run reads the same places.
+func seekOffsets(n int, size, span int64) []int64 {
+	rng := rand.New(rand.NewPCG(0x5eed, 0xf11e))
+	offs := make([]int64, n)
+	for i := range offs {
+		offs[i] = rng.Int64N(size - span + 1)
+	}
+	return offs
+}
+
+// seeks remounts x and times one pread of len 1 MiB per offset.
+func (r *runner) seeks(ctx context.Context, x *fsTarget, path string, offsets []int64, src source) ([]time.Duration, error) {
+	if err := x.cold(ctx); err != nil {
+		return nil, fmt.Errorf("remount: %w", err)
+	}
+	if err := x.ready(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	deadline := time.Now().Add(2 * time.Minute)
+	lat := make([]time.Duration, 0, len(offsets))
+	for _, off := range offsets {
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return nil, fmt.Errorf("stopped after %d of %d reads", len(lat), len(offsets))
+		}
+		start := time.Now()
+		n, err := f.ReadAt(buf, off)
+		lat = append(lat, time.Since(start))
+		if err != nil {
+			return nil, fmt.Errorf("pread at %d: %w (%d bytes)", off, err, n)
+		}
+		if err := src.equalAt(buf, off); err != nil {
+			return nil, err
+		}
+	}
+	return lat, nil
+}
+
+// smallWrite writes len(content)/size files of size bytes into dir, then
+// calls sync(2) once; the figure covers both.
+func smallWrite(ctx context.Context, dir string, content []byte, size int, limit time.Duration) value {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return missing("%v", err)
+	}
+	n := len(content) / size
+	deadline := time.Now().Add(limit)
+	start := time.Now()
+	for i := range n {
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return missing("stopped after %d of %d files (%s)", i, n, limit)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%05d", i)), content[i*size:(i+1)*size], 0o644); err != nil {
+			return missing("%v", err)
+		}
+	}
+	syscall.Sync()
+	return smallValue(n, size, time.Since(start))
+}
+
+// smallRead reads the files of smallWrite back, then checks them.
+func smallRead(ctx context.Context, dir string, content []byte, size int, limit time.Duration) value {
+	n := len(content) / size
+	bufs := make([][]byte, n)
+	deadline := time.Now().Add(limit)
+	start := time.Now()
+	for i := range n {
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return missing("stopped after %d of %d files (%s)", i, n, limit)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("f%05d", i)))
+		if err != nil {
+			return missing("%v", err)
+		}
+		bufs[i] = b
+	}
+	d := time.Since(start)
+	for i, b := range bufs {
+		if string(b) != string(content[i*size:(i+1)*size]) {
+			return missing("file %d: content differs from what was written", i)
+		}
+	}
+	return smallValue(n, size, d)
+}
+
+func smallValue(n, size int, d time.Duration) value {
+	return got(perSecond(n, d), fmt.Sprintf("files/s (%s MB/s)", fmtNum(mbps(int64(n)*int64(size), d))))
+}
