@@ -252,7 +252,12 @@ func (c *core) commitLocked(req *wire.CommitReq) (wire.Attr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.begin(wire.OpCommit)
+	chunkOf := make(map[uint64]uint32, len(req.Slices))
 	for i, s := range req.Slices {
+		if idx, ok := chunkOf[s.ID]; ok && idx != s.Index {
+			return wire.Attr{}, errInval("slice %d: block %d in chunks %d and %d", i, s.ID, idx, s.Index)
+		}
+		chunkOf[s.ID] = s.Index
 		if s.ID >= t.ctr.nextBlock {
 			return wire.Attr{}, errInval("slice %d: block %d was never leased", i, s.ID)
 		}

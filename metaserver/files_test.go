@@ -108,7 +108,9 @@ func TestCommitValidation(t *testing.T) {
 	if a := getattr(t, c, f.Ino); a.Version != 1 || a.Size != 0 {
 		t.Fatalf("failed commits changed the file: %+v", a)
 	}
-	_, err := c.commit(bg, &wire.CommitReq{Ino: wire.RootIno, Slices: []wire.ChunkSlice{ok}})
+	_, err := c.commit(bg, &wire.CommitReq{Ino: f.Ino, Slices: []wire.ChunkSlice{ok, slice(1, 0, 100, id)}})
+	wantCode(t, err, wire.CodeInvalid) // one block in two chunks
+	_, err = c.commit(bg, &wire.CommitReq{Ino: wire.RootIno, Slices: []wire.ChunkSlice{ok}})
 	wantCode(t, err, wire.CodeIsDir)
 	_, err = c.commit(bg, &wire.CommitReq{Ino: 999, Slices: []wire.ChunkSlice{ok}})
 	wantCode(t, err, wire.CodeNotFound)
