@@ -1,0 +1,463 @@
+package client
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reelfs/reelfs/internal/wire"
+)
+
+// randReader yields deterministic pseudo-random bytes.
+func randBytes(seed int64, n int) []byte {
+	b := make([]byte, n)
+	rand.New(rand.NewSource(seed)).Read(b)
+	return b
+}
+
+func mustCreate(t *testing.T, c *Client, path string, flags int) *File {
+	t.Helper()
+	f, err := c.CreatePath(t.Context(), path, 0o644, flags)
+	if err != nil {
+		t.Fatalf("create %s: %v", path, err)
+	}
+	return f
+}
+
+func mustOpen(t *testing.T, c *Client, path string, flags int) *File {
+	t.Helper()
+	f, err := c.OpenPath(t.Context(), path, flags)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	return f
+}
+
+func mustClose(t *testing.T, f *File) {
+	t.Helper()
+	if err := f.Close(t.Context()); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+}
+
+func readAll(t *testing.T, f *File) []byte {
+	t.Helper()
+	b, err := io.ReadAll(f.IO(t.Context()))
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return b
+}
+
+func writeAt(t *testing.T, f *File, p []byte, off int64) {
+	t.Helper()
+	if n, err := f.WriteAt(t.Context(), p, off); err != nil || n != len(p) {
+		t.Fatalf("write %d at %d: n=%d err=%v", len(p), off, n, err)
+	}
+}
+
+func TestLargeWriteReadBack(t *testing.T) {
+	size := int64(200 << 20)
+	if testing.Short() {
+		size = 24 << 20
+	}
+	cl := newCluster(t, clusterOpts{})
+	c := cl.client(nil)
+	ctx := t.Context()
+
+	f := mustCreate(t, c, "/big", os.O_WRONLY)
+	src := rand.New(rand.NewSource(1))
+	wantSum := sha256.New()
+	w := f.IO(ctx)
+	buf := make([]byte, 1<<20+12345) // odd size: writes straddle blocks
+	for left := size; left > 0; {
+		n := min(int64(len(buf)), left)
+		src.Read(buf[:n])
+		wantSum.Write(buf[:n])
+		if _, err := w.Write(buf[:n]); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		left -= n
+	}
+	if f.Size() != size {
+		t.Fatalf("size %d, want %d", f.Size(), size)
+	}
+	mustClose(t, f)
+	st := c.Stats()
+	if st.BlockPuts < size/(4<<20) || st.BytesWritten != size {
+		t.Fatalf("stats after write: %+v", st)
+	}
+
+	// A second client reads it back (close-to-open) sequentially.
+	r := cl.client(nil)
+	attr, err := r.Resolve(ctx, "/big")
+	if err != nil || int64(attr.Size) != size {
+		t.Fatalf("resolve: %+v %v", attr, err)
+	}
+	g := mustOpen(t, r, "/big", os.O_RDONLY)
+	gotSum := sha256.New()
+	n, err := io.CopyBuffer(gotSum, g.IO(ctx), make([]byte, 256<<10))
+	if err != nil || n != size {
+		t.Fatalf("read back %d bytes: %v", n, err)
+	}
+	if !bytes.Equal(gotSum.Sum(nil), wantSum.Sum(nil)) {
+		t.Fatal("sha256 of the data read back differs")
+	}
+	mustClose(t, g)
+	rs := r.Stats()
+	if rs.BlocksFetched == 0 || rs.CacheHits == 0 || rs.Prefetches == 0 {
+		t.Fatalf("sequential read did not use whole-block fetches, cache and prefetch: %+v", rs)
+	}
+}
+
+func TestOverwriteMiddle(t *testing.T) {
+	cl := newCluster(t, clusterOpts{})
+	c := cl.client(nil)
+	ctx := t.Context()
+	model := randBytes(2, 20<<20)
+	f := mustCreate(t, c, "/ow", os.O_WRONLY)
+	writeAt(t, f, model, 0)
+	mustClose(t, f)
+
+	patch := randBytes(3, 1<<20)
+	off := int64(9<<20 + 512<<10) // straddles blocks 2 and 3
+	f = mustOpen(t, c, "/ow", os.O_RDWR)
+	v0 := f.Version()
+	writeAt(t, f, patch, off)
+	copy(model[off:], patch)
+	got := make([]byte, 3<<20)
+	if _, err := f.ReadAt(ctx, got, off-(1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, model[off-(1<<20):off+(2<<20)]) {
+		t.Fatal("read through the writing handle misses the unflushed patch")
+	}
+	mustClose(t, f)
+
+	r := cl.client(nil)
+	g := mustOpen(t, r, "/ow", os.O_RDONLY)
+	if g.Version() <= v0 {
+		t.Fatalf("version %d did not move past %d after the commit", g.Version(), v0)
+	}
+	if !bytes.Equal(readAll(t, g), model) {
+		t.Fatal("second client reads wrong bytes after the overwrite")
+	}
+	mustClose(t, g)
+}
+
+func TestSparseWriteReadsZeros(t *testing.T) {
+	cl := newCluster(t, clusterOpts{})
+	c := cl.client(nil)
+	ctx := t.Context()
+	f := mustCreate(t, c, "/sparse", os.O_RDWR)
+	tail := randBytes(4, 100)
+	writeAt(t, f, tail, 10<<20)
+	if f.Size() != 10<<20+100 {
+		t.Fatalf("size %d", f.Size())
+	}
+	check := func(f *File) {
+		t.Helper()
+		b := make([]byte, 10<<20+200)
+		n, err := f.ReadAt(ctx, b, 0)
+		if n != 10<<20+100 || err != io.EOF {
+			t.Fatalf("read n=%d err=%v, want %d and EOF", n, err, 10<<20+100)
+		}
+		if !bytes.Equal(b[:10<<20], make([]byte, 10<<20)) || !bytes.Equal(b[10<<20:n], tail) {
+			t.Fatal("hole is not zeros or tail wrong")
+		}
+	}
+	check(f)
+	mustClose(t, f)
+	g := mustOpen(t, cl.client(nil), "/sparse", os.O_RDONLY)
+	check(g)
+	mustClose(t, g)
+}
+
+func TestTruncate(t *testing.T) {
+	cl := newCluster(t, clusterOpts{})
+	c := cl.client(nil)
+	ctx := t.Context()
+	model := randBytes(5, 8<<20)
+	f := mustCreate(t, c, "/tr", os.O_RDWR)
+	writeAt(t, f, model, 0)
+	mustClose(t, f)
+
+	f = mustOpen(t, c, "/tr", os.O_RDWR)
+	// Dirty bytes past the new size are dropped, not committed.
+	writeAt(t, f, randBytes(6, 1<<20), 7<<20)
+	if err := f.Truncate(ctx, 3<<20+5); err != nil {
+		t.Fatal(err)
+	}
+	model = model[:3<<20+5]
+	if got := readAll(t, f); !bytes.Equal(got, model) {
+		t.Fatalf("after truncate down: %d bytes, want %d", len(got), len(model))
+	}
+	if err := f.Truncate(ctx, 6<<20); err != nil { // up: a hole
+		t.Fatal(err)
+	}
+	model = append(model, make([]byte, 6<<20-len(model))...)
+	extra := randBytes(7, 1000)
+	writeAt(t, f, extra, 5<<20)
+	copy(model[5<<20:], extra)
+	if got := readAll(t, f); !bytes.Equal(got, model) {
+		t.Fatal("after truncate up and write: content differs")
+	}
+	attr, err := c.GetAttr(ctx, f.Ino())
+	if err != nil || attr.Size != 6<<20 {
+		t.Fatalf("getattr: size %d err %v", attr.Size, err)
+	}
+	mustClose(t, f)
+
+	// O_TRUNC empties the file.
+	g := mustOpen(t, cl.client(nil), "/tr", os.O_RDONLY)
+	if !bytes.Equal(readAll(t, g), model) {
+		t.Fatal("second client sees different content")
+	}
+	mustClose(t, g)
+	h := mustOpen(t, c, "/tr", os.O_WRONLY|os.O_TRUNC)
+	if h.Size() != 0 {
+		t.Fatalf("O_TRUNC left %d bytes", h.Size())
+	}
+	mustClose(t, h)
+	if a, _ := c.Resolve(ctx, "/tr"); a.Size != 0 {
+		t.Fatalf("size %d after O_TRUNC", a.Size)
+	}
+	// SetAttr through the client (as FUSE does) truncates the shared state.
+	h = mustOpen(t, c, "/tr", os.O_RDWR)
+	writeAt(t, h, randBytes(8, 2<<20), 0)
+	if _, err := c.SetAttr(ctx, wire.SetAttrReq{Ino: h.Ino(), Valid: wire.SetSize, Size: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	if h.Size() != 1000 || len(readAll(t, h)) != 1000 {
+		t.Fatalf("setattr size: local size %d", h.Size())
+	}
+	mustClose(t, h)
+	if _, err := f.ReadAt(ctx, make([]byte, 1), 0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("read after close: %v, want ErrClosed", err)
+	}
+}
+
+func TestAppend(t *testing.T) {
+	cl := newCluster(t, clusterOpts{})
+	c := cl.client(nil)
+	ctx := t.Context()
+	f := mustCreate(t, c, "/log", os.O_WRONLY)
+	writeAt(t, f, []byte("head."), 0)
+	mustClose(t, f)
+
+	a := mustOpen(t, c, "/log", os.O_WRONLY|os.O_APPEND)
+	b := mustOpen(t, c, "/log", os.O_WRONLY|os.O_APPEND)
+	writeAt(t, a, []byte("one."), 0) // offsets are ignored
+	writeAt(t, b, []byte("two."), 2)
+	big := bytes.Repeat([]byte("x"), 5<<20) // more than a block in one call
+	if _, err := b.IO(ctx).Write(big); err != nil {
+		t.Fatal(err)
+	}
+	writeAt(t, a, []byte("three."), 0)
+	mustClose(t, a)
+	mustClose(t, b)
+	r := mustOpen(t, cl.client(nil), "/log", os.O_RDONLY)
+	want := "head.one.two." + string(big) + "three."
+	if got := readAll(t, r); string(got) != want {
+		t.Fatalf("appended content: %d bytes, want %d", len(got), len(want))
+	}
+	mustClose(t, r)
+}
+
+func TestHandlesShareState(t *testing.T) {
+	cl := newCluster(t, clusterOpts{})
+	c := cl.client(nil)
+	ctx := t.Context()
+	w := mustCreate(t, c, "/shared", os.O_WRONLY)
+	r := mustOpen(t, c, "/shared", os.O_RDONLY)
+	data := randBytes(9, 6<<20+7)
+	writeAt(t, w, data, 0)
+	if r.Size() != int64(len(data)) {
+		t.Fatalf("reader sees size %d", r.Size())
+	}
+	got := make([]byte, len(data))
+	if _, err := r.ReadAt(ctx, got, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("reader does not see the writer's data: %v", err)
+	}
+	attr, err := c.Lookup(ctx, wire.RootIno, "shared")
+	if err != nil || attr.Size != uint64(len(data)) {
+		t.Fatalf("lookup reports size %d (%v), want the local %d", attr.Size, err, len(data))
+	}
+	// Another client sees nothing before the commit.
+	other := cl.client(nil)
+	if a, err := other.Resolve(ctx, "/shared"); err != nil || a.Size != 0 {
+		t.Fatalf("other client: size %d before commit (%v)", a.Size, err)
+	}
+	if _, err := r.WriteAt(ctx, []byte("x"), 0); !errors.Is(err, ErrReadOnly) || !errors.Is(err, wire.ErrPerm) {
+		t.Fatalf("write on read-only handle: %v", err)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := other.Resolve(ctx, "/shared"); err != nil || a.Size != uint64(len(data)) {
+		t.Fatalf("other client: size %d after flush (%v)", a.Size, err)
+	}
+	mustClose(t, w)
+	mustClose(t, r)
+}
+
+func TestCloseToOpen(t *testing.T) {
+	cl := newCluster(t, clusterOpts{})
+	a, b := cl.client(nil), cl.client(nil)
+	v1 := randBytes(10, 3<<20)
+	f := mustCreate(t, a, "/c2o", os.O_WRONLY)
+	writeAt(t, f, v1, 0)
+	mustClose(t, f)
+
+	g := mustOpen(t, b, "/c2o", os.O_RDONLY)
+	if !bytes.Equal(readAll(t, g), v1) {
+		t.Fatal("b: first version wrong")
+	}
+	mustClose(t, g)
+
+	// a overwrites part of it; b has the old slice list cached and must
+	// drop it on its next open.
+	v2 := randBytes(11, 1<<20)
+	f = mustOpen(t, a, "/c2o", os.O_WRONLY)
+	writeAt(t, f, v2, 1<<20)
+	mustClose(t, f)
+	copy(v1[1<<20:], v2)
+	g = mustOpen(t, b, "/c2o", os.O_RDONLY)
+	if !bytes.Equal(readAll(t, g), v1) {
+		t.Fatal("b: reopened file shows stale data")
+	}
+	mustClose(t, g)
+}
+
+func TestUnlinkWhileOpen(t *testing.T) {
+	cl := newCluster(t, clusterOpts{})
+	c := cl.client(nil)
+	ctx := t.Context()
+	before := len(cl.allBlocks())
+	f := mustCreate(t, c, "/orphan", os.O_RDWR)
+	data := randBytes(12, 9<<20)
+	writeAt(t, f, data, 0)
+	if err := f.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(cl.allBlocks()); got <= before {
+		t.Fatalf("no blocks stored after flush (%d)", got)
+	}
+	if err := c.RemovePath(ctx, "/orphan", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Resolve(ctx, "/orphan"); !errors.Is(err, wire.ErrNotFound) {
+		t.Fatalf("resolve after unlink: %v", err)
+	}
+	// Still readable and writable, committed data included.
+	more := randBytes(13, 2<<20)
+	writeAt(t, f, more, int64(len(data)))
+	if err := f.Flush(ctx); err != nil {
+		t.Fatalf("flush of an orphan: %v", err)
+	}
+	data = append(data, more...)
+	if !bytes.Equal(readAll(t, f), data) {
+		t.Fatal("orphan reads wrong bytes")
+	}
+	mustClose(t, f)
+	eventually(t, "orphan blocks deleted", 30*time.Second, func() bool {
+		return len(cl.allBlocks()) == before
+	})
+}
+
+func TestCorruptBlock(t *testing.T) {
+	cl := newCluster(t, clusterOpts{})
+	c := cl.client(nil)
+	ctx := t.Context()
+	data := randBytes(14, 2<<20)
+	f := mustCreate(t, c, "/bad", os.O_WRONLY)
+	writeAt(t, f, data, 0)
+	mustClose(t, f)
+
+	var id uint64
+	for b := range cl.allBlocks() {
+		id = b
+	}
+	var holder *testChunk
+	var path string
+	for _, tc := range cl.chunks {
+		if p, ok := tc.blockFile(id); ok {
+			holder, path = tc, p
+			break
+		}
+	}
+	if holder == nil {
+		t.Fatalf("block %s on no disk", wire.BlockName(id))
+	}
+	corrupt(t, path, 1<<20)
+	// A copy on another member? Then delete it: both must be unreadable.
+	for _, tc := range cl.chunks {
+		if p, ok := tc.blockFile(id); ok && tc != holder {
+			corrupt(t, p, 1<<20)
+		}
+	}
+
+	r := cl.client(func(cfg *Config) { cfg.RetryTimeout = time.Second })
+	g := mustOpen(t, r, "/bad", os.O_RDONLY)
+	_, err := g.ReadAt(ctx, make([]byte, 4096), 1<<20)
+	if !errors.Is(err, wire.ErrChecksum) {
+		t.Fatalf("read of a corrupt block: %v, want a CHECKSUM error", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, wire.BlockName(id)) || !strings.Contains(msg, holder.addr) {
+		t.Fatalf("error %q does not name block %s and server %s", msg, wire.BlockName(id), holder.addr)
+	}
+	mustClose(t, g)
+
+	// With a good copy on another member the read succeeds from it.
+	var other *testChunk
+	for _, tc := range cl.chunks {
+		if tc != holder {
+			other = tc
+		}
+	}
+	// The file is one block: its bytes are the block's.
+	if err := r.putBlock(ctx, other.addr, id, data, crcHex(r, data)); err != nil {
+		t.Fatalf("put a good copy: %v", err)
+	}
+	g = mustOpen(t, r, "/bad", os.O_RDONLY)
+	if got := readAll(t, g); !bytes.Equal(got, data) {
+		t.Fatal("read with one good member returns wrong data")
+	}
+	mustClose(t, g)
+}
+
+func TestNoSpace(t *testing.T) {
+	cl := newCluster(t, clusterOpts{reserve: 1 << 62})
+	c := cl.client(func(cfg *Config) { cfg.RetryTimeout = 2 * time.Second })
+	ctx := t.Context()
+	f := mustCreate(t, c, "/full", os.O_WRONLY)
+	_, werr := f.WriteAt(ctx, randBytes(15, 5<<20), 0)
+	ferr := f.Close(ctx)
+	if !errors.Is(werr, wire.ErrNoSpace) && !errors.Is(ferr, wire.ErrNoSpace) {
+		t.Fatalf("write %v, close %v: want wire.ErrNoSpace", werr, ferr)
+	}
+}
+
+func TestMetaserverRestartIsRetried(t *testing.T) {
+	cl := newCluster(t, clusterOpts{})
+	c := cl.client(nil)
+	ctx := t.Context()
+	if _, err := c.MkdirAll(ctx, "/survive", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	up := cl.restartMeta(300 * time.Millisecond)
+	attr, err := c.Resolve(ctx, "/survive") // retried until the metaserver is back
+	if err != nil || !attr.IsDir() {
+		t.Fatalf("resolve across a restart: %+v %v", attr, err)
+	}
+	<-up
+	if c.Stats().Retries == 0 {
+		t.Fatal("no retries counted across the outage")
+	}
+}
