@@ -1,0 +1,39 @@
+package httpd
+
+import (
+	"context"
+
+	"github.com/reelfs/reelfs/client"
+)
+
+// Compile-time checks: the SDK satisfies the namespace and file interfaces
+// as it is; only its concrete *client.File return needs the adapter below.
+var (
+	_ Namespace  = (*client.Client)(nil)
+	_ File       = (*client.File)(nil)
+	_ FileSystem = clientFS{}
+)
+
+// FromClient serves a reelfs cluster through the SDK client c.
+func FromClient(c *client.Client) FileSystem { return clientFS{c} }
+
+// clientFS adapts *client.Client: its Open and CreatePath return the
+// concrete *client.File, which is returned here as a File (and a nil
+// interface on error, never a typed nil).
+type clientFS struct{ *client.Client }
+
+func (c clientFS) Open(ctx context.Context, ino uint64, flags int) (File, error) {
+	f, err := c.Client.Open(ctx, ino, flags)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (c clientFS) CreatePath(ctx context.Context, path string, mode uint32, flags int) (File, error) {
+	f, err := c.Client.CreatePath(ctx, path, mode, flags)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
