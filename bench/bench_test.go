@@ -68,7 +68,7 @@ func TestTableOneBaseline(t *testing.T) {
 	tb := &table{title: "data", baselines: []string{"local disk"}}
 	tb.add(row{name: "write", reelfs: got(800, "MB/s"), base: []value{got(1600, "MB/s")}, goal: ratioAtLeast(0.5, 0)})
 	tb.add(row{name: "read", reelfs: got(700, "MB/s"), base: []value{got(1000, "MB/s")}, goal: ratioAtLeast(0.8, 0)})
-	tb.add(row{name: "creates", reelfs: got(12345.6, "files/s"), base: []value{got(90000, "files/s")}, goal: absAtLeast(10000)})
+	tb.add(row{name: "creates", reelfs: got(12345.6, "files/s"), base: []value{got(90000, "files/s")}, goal: absAtLeast(10000, "files/s")})
 	tb.add(row{name: "get", reelfs: missing("server | down"), base: []value{got(1, "MB/s")}, goal: ratioAtLeast(0.8, 0)})
 	tb.add(row{name: "plain", reelfs: got(0.5, "ms"), base: []value{got(0.25, "ms")}})
 	tb.note("a note")

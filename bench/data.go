@@ -78,8 +78,13 @@ func (r *runner) dataSection(ctx context.Context) *table {
 		return t
 	}
 	defer os.Remove(src.path)
-	c, cerr := r.startCluster(ctx, "data-cluster", false, "")
-	noReelfs := func() value { return missing("reelfs server did not start: %v", cerr) }
+	var c *cluster
+	cerr := t.setup("reelfs server", func() error {
+		var err error
+		c, err = r.startCluster(ctx, "data-cluster", false, "")
+		return err
+	})
+	noReelfs := func() value { return missing("%v", cerr) }
 
 	// (1) sequential write: dd conv=fsync vs reelfs put (which syncs).
 	ddOut := filepath.Join(r.dir, "dd.out")
@@ -158,7 +163,7 @@ func (r *runner) dataSection(ctx context.Context) *table {
 	// (3) creates of empty files, 4 goroutines, one directory.
 	n := r.count(20000, 1000)
 	limit := 2 * time.Minute
-	cr := row{name: fmt.Sprintf("create+close %d empty files, 4 goroutines (SDK vs os.Create), files/s", n), goal: absAtLeast(10000)}
+	cr := row{name: fmt.Sprintf("create+close %d empty files, 4 goroutines (SDK vs os.Create), files/s", n), goal: absAtLeast(10000, "files/s")}
 	if c == nil {
 		cr.reelfs = noReelfs()
 	} else {

@@ -190,6 +190,7 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 	for _, x := range ts {
 		if x.err != nil {
 			r.log.Warn("fuse target not available", "target", x.name, "err", x.err)
+			x.err = t.setup(x.name, func() error { return x.err })
 		}
 	}
 	fr := fuseResults{}
@@ -270,6 +271,9 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 		return got(ms(percentile(lat, 50)), "ms")
 	})
 	for i := range ts {
+		if v := fr["seek p50"][i]; !v.ok() {
+			p99[i] = v
+		}
 		fr.set("seek p99", i, p99[i])
 	}
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -101,7 +102,7 @@ func (r *runner) httpSection(ctx context.Context) *table {
 
 	// The baseline.
 	var nginxURL string
-	nginxErr := func() error {
+	nginxErr := t.setup("nginx", func() error {
 		if _, err := exec.LookPath("nginx"); err != nil {
 			return fmt.Errorf("nginx not installed (make deps): %w", err)
 		}
@@ -111,12 +112,12 @@ func (r *runner) httpSection(ctx context.Context) *table {
 		}
 		nginxURL = "http://" + addr + path
 		return checkGet(ctx, nginxURL, src)
-	}()
+	})
 
 	// reelfs: the same bytes, put through the CLI.
 	var reelfsURL string
 	var c *cluster
-	reelfsErr := func() error {
+	reelfsErr := t.setup("reelfs", func() error {
 		var err error
 		if c, err = r.startCluster(ctx, "http-cluster", true, ""); err != nil {
 			return fmt.Errorf("reelfs server: %w", err)
@@ -126,7 +127,7 @@ func (r *runner) httpSection(ctx context.Context) *table {
 		}
 		reelfsURL = "http://" + c.http + path
 		return checkGet(ctx, reelfsURL, src)
-	}()
+	})
 
 	// (a) and (b): wrk, 2 threads, 8 connections.
 	dur := 10 * time.Second
@@ -217,14 +218,7 @@ func nginxVersion() string {
 	if err != nil {
 		return "(version unknown)"
 	}
-	return string(trimSpace(out))
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return b
+	return strings.TrimPrefix(strings.TrimSpace(string(out)), "nginx version: ")
 }
 
 // checkGet fetches url whole and compares it with the source: a server

@@ -238,7 +238,7 @@ func (r *runner) header(args []string) string {
 		caches = "not root: caches cannot be dropped, every \"cold\" figure is **warm**"
 	}
 	fmt.Fprintf(&b, "- caches: %s\n", caches)
-	fmt.Fprintf(&b, "- ratio = reelfs / baseline; throughput repeated %d times, median shown\n", r.opt.reps)
+	fmt.Fprintf(&b, "- ratio = reelfs / baseline; sequential write/read figures are the median of %d runs\n", r.opt.reps)
 	if r.opt.quick {
 		b.WriteString("- **--quick: smoke test sizes, not a measurement**\n")
 	}

@@ -156,12 +156,24 @@ func (c *child) exited() bool {
 	}
 }
 
+// logTail is the end of the child's log without the "----" lines that
+// name each start.
 func (c *child) logTail() string {
 	b, err := os.ReadFile(c.logPath)
 	if err != nil {
 		return err.Error()
 	}
-	return tail(string(b), 600)
+	var keep []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(l, "---- ") {
+			keep = append(keep, l)
+		}
+	}
+	s := tail(strings.Join(keep, "\n"), 600)
+	if s == "" {
+		return "(no output)"
+	}
+	return s
 }
 
 // stop sends SIGTERM and waits up to limit for the exit, then kills.

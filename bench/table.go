@@ -24,10 +24,15 @@ func missing(format string, args ...any) value {
 	return value{why: why}
 }
 
-func (x value) ok() bool { return x.why == "" }
+// ok reports whether x holds a figure. The zero value holds none, so a
+// result slot nobody filled can never pass for a measurement of 0.
+func (x value) ok() bool { return x.why == "" && x.unit != "" }
 
 func (x value) String() string {
 	if !x.ok() {
+		if x.why == "" {
+			return "not run: not measured"
+		}
 		return "not run: " + x.why
 	}
 	return fmtNum(x.v) + " " + x.unit
@@ -58,7 +63,8 @@ type target struct {
 	atMost  bool    // the bound is an upper bound (times, latencies)
 	factor  float64 // the bound
 	against int     // index of the baseline a ratio target compares with
-	abs     bool    // the bound applies to the reelfs figure, in its unit
+	abs     bool    // the bound applies to the reelfs figure
+	unit    string  // unit of an absolute bound
 }
 
 func ratioAtLeast(factor float64, against int) *target {
@@ -69,7 +75,9 @@ func ratioAtMost(factor float64, against int) *target {
 	return &target{atMost: true, factor: factor, against: against}
 }
 
-func absAtLeast(bound float64) *target { return &target{factor: bound, abs: true} }
+func absAtLeast(bound float64, unit string) *target {
+	return &target{factor: bound, abs: true, unit: unit}
+}
 
 // row is one benchmark: the reelfs figure and one figure per baseline of
 // its table (a missing figure where a baseline does not apply).
@@ -114,7 +122,7 @@ func (t *table) targetText(r row) string {
 		op = "≤"
 	}
 	if g.abs {
-		return fmt.Sprintf("%s %s %s", op, fmtNum(g.factor), r.reelfs.unit)
+		return fmt.Sprintf("%s %s %s", op, fmtNum(g.factor), g.unit)
 	}
 	name := "?"
 	if g.against >= 0 && g.against < len(t.baselines) {
@@ -211,6 +219,18 @@ func (t *table) markdown() string {
 		fmt.Fprintf(&b, "- %s\n", n)
 	}
 	return b.String()
+}
+
+// setup runs the setup of one side of a table. When it fails, the full
+// error goes into the notes once and every cell of that side shows the
+// short error returned here.
+func (t *table) setup(what string, f func() error) error {
+	err := f()
+	if err == nil {
+		return nil
+	}
+	t.note("%s could not be set up: %v", what, err)
+	return fmt.Errorf("%s setup failed (see notes)", what)
 }
 
 // notApplicable fills a baseline column that has no counterpart for a row.
