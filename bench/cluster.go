@@ -33,6 +33,10 @@ func (r *runner) startCluster(ctx context.Context, name string, withHTTP bool, m
 	if withHTTP {
 		c.http = addrs[3]
 	}
+	// A kept --dir of an earlier run must not leak its namespace in.
+	if err := os.RemoveAll(c.dir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return nil, err
 	}

@@ -116,6 +116,7 @@ func (r *runner) fuseTargets(ctx context.Context) []*fsTarget {
 
 	local := filepath.Join(r.dir, "local")
 	ts[tLocal] = &fsTarget{name: "local disk", root: local, cold: func(context.Context) error { return r.dropCaches() }}
+	os.RemoveAll(local)
 	if err := os.MkdirAll(local, 0o755); err != nil {
 		ts[tLocal].err = err
 	}
@@ -130,6 +131,7 @@ func (r *runner) fuseTargets(ctx context.Context) []*fsTarget {
 			return
 		}
 		m := &loopMount{r: r, name: name, bin: bin, mnt: t.root, orig: filepath.Join(r.dir, name+"-orig")}
+		os.RemoveAll(m.orig)
 		for _, d := range []string{m.mnt, m.orig} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				t.err = err
