@@ -193,7 +193,7 @@ func TestClearErrorsForBadCommands(t *testing.T) {
 		{[]string{"rm", "/d"}, "directory not empty"},
 		{[]string{"mkdir", "/d"}, "already exists"},
 		{[]string{"mkdir", "/d/x/y"}, "not a directory"},
-		{[]string{"cat", "/d"}, "not a regular file"},
+		{[]string{"cat", "/d"}, "is a directory"},
 		{[]string{"put", "/no/such/local/file", "/y"}, "no such file or directory"},
 		{[]string{"get"}, "want REMOTE"},
 		{[]string{"frobnicate"}, "unknown command"},
@@ -288,8 +288,7 @@ func TestGarbageOnEveryEndpoint(t *testing.T) {
 		wire.OpUnlink, wire.OpRmdir, wire.OpRename, wire.OpLink, wire.OpSymlink, wire.OpReadlink, wire.OpReadDir,
 		wire.OpGetXattr, wire.OpSetXattr, wire.OpListXattr, wire.OpRemoveXattr, wire.OpOpen, wire.OpRelease,
 		wire.OpSession, wire.OpReadChunk, wire.OpCommit, wire.OpAlloc, wire.OpHeartbeat, "nosuchop"}
-	bodies := []string{"", "{", "null", "[]", `{"i":"x"}`, "\x00\xff\xfe", strings.Repeat("[", 10000),
-		`{"i":1,"s":[{"c":4294967295,"p":4294967295,"l":4294967295,"id":1}]}`, `{"p":1,"n":"../x"}`, `{"p":1,"n":"a/b"}`}
+	bodies := []string{"", "{", "null", "[]", `{"i":"x"}`, "\x00\xff\xfe", strings.Repeat("[", 10000)}
 	hc := &http.Client{Timeout: 10 * time.Second}
 	for _, op := range ops {
 		for _, body := range bodies {
@@ -302,6 +301,27 @@ func TestGarbageOnEveryEndpoint(t *testing.T) {
 			if resp.StatusCode >= 500 || resp.StatusCode < 400 {
 				t.Errorf("metaserver %s with body %q: status %d", op, body, resp.StatusCode)
 			}
+		}
+	}
+	// Well-formed JSON that asks for something impossible.
+	targeted := map[string]string{
+		wire.OpCommit:  `{"i":1,"s":[{"c":4294967295,"p":4294967295,"l":4294967295,"id":1}]}`,
+		wire.OpLookup:  `{"p":1,"n":"../x"}`,
+		wire.OpMkdir:   `{"p":1,"n":"a/b","m":16877}`,
+		wire.OpCreate:  `{"p":1,"n":"","m":33188}`,
+		wire.OpAlloc:   `{"n":-5,"b":1}`,
+		wire.OpRename:  `{"p":1,"n":"keep","np":1,"nn":"x\u0000y"}`,
+		wire.OpSetAttr: `{"i":999999,"v":8,"s":1}`,
+	}
+	for op, body := range targeted {
+		resp, err := hc.Post("http://"+c.meta+wire.PathMeta+op, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+			t.Errorf("metaserver %s with body %s: status %d, want 4xx", op, body, resp.StatusCode)
 		}
 	}
 	for _, cs := range c.chunks {

@@ -608,7 +608,7 @@ func TestErrnosOnMount(t *testing.T) {
 
 	// EIO with a log line naming the block and the server.
 	data := make([]byte, 5<<20)
-	rand.New(rand.NewPCG(1, 2)).Read(data)
+	rand.NewChaCha8([32]byte{1}).Read(data)
 	before := blockFiles(t, c)
 	if err := os.WriteFile(filepath.Join(m, "victim"), data, 0o644); err != nil {
 		t.Fatal(err)

@@ -167,7 +167,7 @@ func mountCommand() command {
 
 // waitMount blocks until ctx is cancelled (then unmounts) or the kernel
 // unmounts the filesystem.
-func waitMount(ctx context.Context, m *fusefs.Mount) error {
+func waitMount(ctx context.Context, m *fusefs.FS) error {
 	done := make(chan struct{})
 	go func() { m.Wait(); close(done) }()
 	select {
