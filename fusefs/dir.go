@@ -14,10 +14,16 @@ import (
 // readDirPage is how many entries one metaserver call lists.
 const readDirPage = 512
 
-// dirStream lists a directory page by page from the metaserver, with each
-// entry's attributes. It keeps what it listed so telldir/seekdir offsets
-// (the entry's index plus one) stay valid for the life of the open
-// directory; seeking to 0 (rewinddir) starts a fresh listing.
+// dirStream is an open directory: it lists the directory page by page
+// from the metaserver, with each entry's attributes. It keeps what it
+// listed so telldir/seekdir offsets (the entry's index plus one) stay valid
+// for the life of the open directory; seeking to 0 (rewinddir) starts a
+// fresh listing.
+//
+// It is a directory handle (NodeOpendirHandler) rather than the
+// fs.DirStream of NodeReaddirer because only a handle can answer
+// READDIRPLUS's per-entry lookups (FileLookuper) from the listing: with a
+// DirStream go-fuse would send one metaserver lookup per entry.
 type dirStream struct {
 	n *node
 
@@ -31,7 +37,6 @@ type dirStream struct {
 }
 
 var (
-	_ fs.DirStream        = (*dirStream)(nil)
 	_ fs.FileReaddirenter = (*dirStream)(nil)
 	_ fs.FileLookuper     = (*dirStream)(nil)
 	_ fs.FileSeekdirer    = (*dirStream)(nil)
@@ -39,14 +44,7 @@ var (
 	_ fs.FileFsyncdirer   = (*dirStream)(nil)
 )
 
-// Readdir is the NodeReaddirer view of a listing.
-func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
-	return &dirStream{n: n}, 0
-}
-
-// OpendirHandle opens the same stream as a directory handle, which lets
-// READDIRPLUS take each entry's attributes from the listing (FileLookuper)
-// instead of one metaserver lookup per entry.
+// OpendirHandle opens a directory for reading.
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	return &dirStream{n: n}, 0, n.fsys.result("opendir", n.ino(), nil)
 }
@@ -84,26 +82,6 @@ func (d *dirStream) fill(ctx context.Context) error {
 	}
 	return nil
 }
-
-func (d *dirStream) HasNext() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.fill(context.Background()); err != nil {
-		// Next reports the error.
-		return true
-	}
-	return d.pos < len(d.entries)
-}
-
-func (d *dirStream) Next() (fuse.DirEntry, syscall.Errno) {
-	de, errno := d.Readdirent(context.Background())
-	if de == nil {
-		return fuse.DirEntry{}, errno
-	}
-	return *de, errno
-}
-
-func (d *dirStream) Close() {}
 
 func (d *dirStream) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
 	d.mu.Lock()

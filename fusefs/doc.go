@@ -63,13 +63,16 @@
 //
 // # Locks
 //
-// fcntl(2) record locks (including OFD locks) and flock(2) are served from
-// a lock table in this mount: byte ranges with owners, shared and
-// exclusive, F_GETLK conflicts, splitting on partial unlock, and blocking
-// waits that a signal interrupts (EINTR). Record locks and flock locks do
-// not conflict with each other, as on Linux. The table is local: locks do
-// NOT hold across mounts or against the HTTP server, and they vanish when
-// the mount goes away. Deadlocks are not detected.
+// fcntl(2) record locks, process-owned and OFD, are served from a lock
+// table in this mount: byte ranges with owners, shared and exclusive,
+// F_GETLK conflicts, splitting on partial unlock, and blocking waits that
+// a signal interrupts (EINTR). A process's locks on a file go when it
+// closes any descriptor of the file (FLUSH carries its lock owner), OFD
+// locks when their open file is released. flock(2) is left to the kernel,
+// which keeps it in the inode of this mount: the same scope, with exact
+// close semantics. Locks are local: they do NOT hold across mounts or
+// against the HTTP server, and they vanish with the mount. Deadlocks are
+// not detected.
 //
 // # Lifecycle
 //

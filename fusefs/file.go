@@ -21,11 +21,11 @@ type handle struct {
 	f        *client.File
 	writable bool
 
-	mu sync.Mutex // guards flocks
-	// flocks are the flock(2) owners that locked through this handle;
-	// their locks go when the handle is released, even if the kernel's
-	// own unlock never arrives.
-	flocks map[uint64]struct{}
+	mu sync.Mutex // guards owners
+	// owners are the lock owners that took record locks through this
+	// handle and have not flushed it since: OFD owners, whose locks go
+	// when the handle is released (see lock.go).
+	owners map[uint64]struct{}
 }
 
 var (
@@ -145,11 +145,11 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	ino := h.f.Ino()
 	h.mu.Lock()
-	owners := h.flocks
-	h.flocks = nil
+	owners := h.owners
+	h.owners = nil
 	h.mu.Unlock()
 	for o := range owners {
-		h.n.fsys.locks.releaseOwner(ino, o, true)
+		h.n.fsys.locks.releaseOwner(ino, o)
 	}
 	err := h.f.Close(context.WithoutCancel(ctx))
 	h.n.fsys.unregister(h)
@@ -186,11 +186,17 @@ func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) sy
 	return h.n.fsys.result("fallocate", ino, h.f.Truncate(ctx, end))
 }
 
-func (h *handle) addFlockOwner(owner uint64) {
+func (h *handle) addOwner(owner uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.flocks == nil {
-		h.flocks = make(map[uint64]struct{})
+	if h.owners == nil {
+		h.owners = make(map[uint64]struct{})
 	}
-	h.flocks[owner] = struct{}{}
+	h.owners[owner] = struct{}{}
+}
+
+func (h *handle) forgetOwner(owner uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.owners, owner)
 }

@@ -35,27 +35,17 @@ func (l lockSpan) conflicts(want lockSpan) bool {
 		(l.typ == syscall.F_WRLCK || want.typ == syscall.F_WRLCK)
 }
 
-// fileLocks are the locks on one inode. POSIX record locks and flock(2)
-// locks live in separate lists because on Linux they never conflict with
-// each other.
+// fileLocks are the record locks on one inode.
 type fileLocks struct {
-	posix []lockSpan
-	flock []lockSpan
-	// changed is closed (and replaced) whenever a lock is released or
-	// downgraded, which wakes every waiter to try again.
+	locks []lockSpan
+	// changed is closed (and replaced) whenever the locks change, which
+	// wakes every waiter to try again.
 	changed chan struct{}
 }
 
-func (fl *fileLocks) list(flock bool) *[]lockSpan {
-	if flock {
-		return &fl.flock
-	}
-	return &fl.posix
-}
-
-// lockTable holds the locks of one mount. It is exact within the mount and
-// knows nothing about other mounts: reelfs does not (yet) coordinate locks
-// through the metaserver.
+// lockTable holds the fcntl(2) record locks (process-owned and OFD) of one
+// mount. It is exact within the mount and knows nothing about other
+// mounts: reelfs does not (yet) coordinate locks through the metaserver.
 type lockTable struct {
 	mu    sync.Mutex // guards files and everything in it
 	files map[uint64]*fileLocks
@@ -66,15 +56,12 @@ func newLockTable() *lockTable {
 }
 
 // span turns a kernel lock request into a lockSpan, refusing nonsense.
-func span(owner uint64, lk *fuse.FileLock, flock bool) (lockSpan, error) {
+func span(owner uint64, lk *fuse.FileLock) (lockSpan, error) {
 	s := lockSpan{owner: owner, pid: lk.Pid, typ: lk.Typ, start: lk.Start, end: lk.End}
 	switch s.typ {
 	case syscall.F_RDLCK, syscall.F_WRLCK, syscall.F_UNLCK:
 	default:
 		return s, syscall.EINVAL
-	}
-	if flock {
-		s.start, s.end = 0, offsetMax
 	}
 	if s.start > s.end {
 		return s, syscall.EINVAL
@@ -84,8 +71,8 @@ func span(owner uint64, lk *fuse.FileLock, flock bool) (lockSpan, error) {
 
 // get answers F_GETLK: the first lock that would keep lk from being
 // granted to owner, or a lock of type F_UNLCK when there is none.
-func (t *lockTable) get(ino, owner uint64, lk *fuse.FileLock, flock bool) (fuse.FileLock, error) {
-	want, err := span(owner, lk, flock)
+func (t *lockTable) get(ino, owner uint64, lk *fuse.FileLock) (fuse.FileLock, error) {
+	want, err := span(owner, lk)
 	if err != nil {
 		return fuse.FileLock{}, err
 	}
@@ -95,7 +82,7 @@ func (t *lockTable) get(ino, owner uint64, lk *fuse.FileLock, flock bool) (fuse.
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if fl := t.files[ino]; fl != nil {
-		for _, l := range *fl.list(flock) {
+		for _, l := range fl.locks {
 			if l.conflicts(want) {
 				return fuse.FileLock{Start: l.start, End: l.end, Typ: l.typ, Pid: l.pid}, nil
 			}
@@ -104,32 +91,31 @@ func (t *lockTable) get(ino, owner uint64, lk *fuse.FileLock, flock bool) (fuse.
 	return fuse.FileLock{Typ: syscall.F_UNLCK}, nil
 }
 
-// set answers F_SETLK (and flock with LOCK_NB): it grants, changes or
-// releases owner's lock on the range, or fails with EAGAIN when another
-// owner holds a conflicting lock.
-func (t *lockTable) set(ino, owner uint64, lk *fuse.FileLock, flock bool) error {
-	want, err := span(owner, lk, flock)
+// set answers F_SETLK: it grants, changes or releases owner's lock on the
+// range, or fails with EAGAIN when another owner holds a conflicting lock.
+func (t *lockTable) set(ino, owner uint64, lk *fuse.FileLock) error {
+	want, err := span(owner, lk)
 	if err != nil {
 		return err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, err = t.trySetLocked(ino, want, flock)
+	_, err = t.trySetLocked(ino, want)
 	return err
 }
 
-// wait answers F_SETLKW (and a blocking flock): like set, but waits while
+// wait answers F_SETLKW: like set, but waits while
 // another owner holds a conflicting lock. A cancelled ctx (the process got
 // a signal) ends the wait with EINTR. Deadlocks between owners are not
 // detected; a signal or the other owner's unlock ends them.
-func (t *lockTable) wait(ctx context.Context, ino, owner uint64, lk *fuse.FileLock, flock bool) error {
-	want, err := span(owner, lk, flock)
+func (t *lockTable) wait(ctx context.Context, ino, owner uint64, lk *fuse.FileLock) error {
+	want, err := span(owner, lk)
 	if err != nil {
 		return err
 	}
 	for {
 		t.mu.Lock()
-		changed, err := t.trySetLocked(ino, want, flock)
+		changed, err := t.trySetLocked(ino, want)
 		t.mu.Unlock()
 		if err != syscall.EAGAIN {
 			return err
@@ -145,7 +131,7 @@ func (t *lockTable) wait(ctx context.Context, ino, owner uint64, lk *fuse.FileLo
 // trySetLocked applies want to the locks of ino. On a conflict it returns
 // EAGAIN and the channel that is closed at the next change, so a waiter
 // cannot miss the wake-up between unlocking t.mu and waiting.
-func (t *lockTable) trySetLocked(ino uint64, want lockSpan, flock bool) (<-chan struct{}, error) {
+func (t *lockTable) trySetLocked(ino uint64, want lockSpan) (<-chan struct{}, error) {
 	fl := t.files[ino]
 	if fl == nil {
 		if want.typ == syscall.F_UNLCK {
@@ -154,32 +140,31 @@ func (t *lockTable) trySetLocked(ino uint64, want lockSpan, flock bool) (<-chan 
 		fl = &fileLocks{changed: make(chan struct{})}
 		t.files[ino] = fl
 	}
-	list := fl.list(flock)
 	if want.typ != syscall.F_UNLCK {
-		for _, l := range *list {
+		for _, l := range fl.locks {
 			if l.conflicts(want) {
 				return fl.changed, syscall.EAGAIN
 			}
 		}
 	}
-	*list = apply(*list, want)
+	fl.locks = apply(fl.locks, want)
 	t.changedLocked(ino, fl)
 	return nil, nil
 }
 
-// releaseOwner drops every lock owner holds on ino: flock locks of a
-// file handle that is released, or POSIX locks of an owner that is gone.
-func (t *lockTable) releaseOwner(ino, owner uint64, flock bool) {
+// releaseOwner drops every lock owner holds on ino: a process closed a
+// descriptor of the file (POSIX drops all its locks on the file then), or
+// the last descriptor of an open file with OFD locks went away.
+func (t *lockTable) releaseOwner(ino, owner uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	fl := t.files[ino]
 	if fl == nil {
 		return
 	}
-	list := fl.list(flock)
-	n := len(*list)
-	*list = slices.DeleteFunc(*list, func(l lockSpan) bool { return l.owner == owner })
-	if len(*list) != n {
+	n := len(fl.locks)
+	fl.locks = slices.DeleteFunc(fl.locks, func(l lockSpan) bool { return l.owner == owner })
+	if len(fl.locks) != n {
 		t.changedLocked(ino, fl)
 	}
 }
@@ -189,7 +174,7 @@ func (t *lockTable) releaseOwner(ino, owner uint64, flock bool) {
 func (t *lockTable) changedLocked(ino uint64, fl *fileLocks) {
 	close(fl.changed)
 	fl.changed = make(chan struct{})
-	if len(fl.posix) == 0 && len(fl.flock) == 0 {
+	if len(fl.locks) == 0 {
 		delete(t.files, ino)
 	}
 }

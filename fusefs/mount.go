@@ -76,8 +76,10 @@ func Mount(ctx context.Context, c *client.Client, mountpoint string, opt Options
 			MaxReadAhead: opt.MaxWrite,
 			// More concurrent background requests (read-ahead) than the
 			// kernel's default of 12 keep the client's prefetch busy.
-			MaxBackground:        64,
-			EnableLocks:          true,
+			MaxBackground: 64,
+			EnableLocks:   true,
+			// flock(2) stays in the kernel; see lock.go.
+			DisabledCapabilities: fuse.CAP_FLOCK_LOCKS,
 			IgnoreSecurityLabels: true,
 			Debug:                opt.Debug,
 			Logger:               slog.NewLogLogger(log.Handler(), slog.LevelInfo),
@@ -88,9 +90,13 @@ func Mount(ctx context.Context, c *client.Client, mountpoint string, opt Options
 		// Modes are exact: a 000 file stays 000 for default_permissions.
 		NullPermissions: true,
 		RootStableAttr:  &fs.StableAttr{Ino: wire.RootIno},
-		Logger:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Node ids are reelfs inode numbers (never reused), so lockFS can
+		// tell which inode a FLUSH is for.
+		ExternalNodeID: true,
+		Logger:         slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	server, err := fuse.NewServer(fs.NewNodeFS(rootNode, fopt), mountpoint, &fopt.MountOptions)
+	raw := &lockFS{RawFileSystem: fs.NewNodeFS(rootNode, fopt), fsys: fsys}
+	server, err := fuse.NewServer(raw, mountpoint, &fopt.MountOptions)
 	if err != nil {
 		return nil, fmt.Errorf("fusefs: mount %s: %w", mountpoint, err)
 	}

@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"syscall"
 	"time"
@@ -20,10 +21,11 @@ type node struct {
 	fsys *filesystem
 
 	mu sync.Mutex // guards the fields below
-	// mode and gid as last seen, for the setgid inheritance of new
-	// children; known says whether they were seen at all.
-	mode, gid uint32
-	known     bool
+	// attr is the inode's attributes as last seen, for the setgid
+	// inheritance of new children and for fstat of a removed directory;
+	// known says whether they were seen at all.
+	attr  wire.Attr
+	known bool
 	// cacheVersion is the inode version the kernel's page cache holds
 	// for this inode, recorded when this mount last released it;
 	// cacheValid says whether there is such a record.
@@ -52,7 +54,6 @@ var (
 	_ fs.NodeReadlinker     = (*node)(nil)
 	_ fs.NodeStatfser       = (*node)(nil)
 	_ fs.NodeOpendirHandler = (*node)(nil)
-	_ fs.NodeReaddirer      = (*node)(nil)
 )
 
 func (n *node) ino() uint64 { return n.StableAttr().Ino }
@@ -60,7 +61,7 @@ func (n *node) ino() uint64 { return n.StableAttr().Ino }
 // remember keeps what new children need to know about their parent.
 func (n *node) remember(a wire.Attr) {
 	n.mu.Lock()
-	n.mode, n.gid, n.known = a.Mode, a.Gid, true
+	n.attr, n.known = a, true
 	n.mu.Unlock()
 }
 
@@ -86,7 +87,7 @@ func fsStable(a wire.Attr) fs.StableAttr {
 func (n *node) owner(ctx context.Context, mode uint32) (uid, gid, outMode uint32, err error) {
 	uid, gid = caller(ctx)
 	n.mu.Lock()
-	pmode, pgid, known := n.mode, n.gid, n.known
+	pmode, pgid, known := n.attr.Mode, n.attr.Gid, n.known
 	n.mu.Unlock()
 	if !known {
 		a, err := n.fsys.c.GetAttr(ctx, n.ino())
@@ -126,8 +127,23 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	return n.newChild(ctx, a, out), n.fsys.result("lookup", n.ino(), nil)
 }
 
+// Getattr reads the attributes from the metaserver (the client overlays
+// the size of unflushed writes). A removed directory that the kernel
+// still holds (an open descriptor, a cwd) keeps its last attributes with
+// nlink 0, as on a local filesystem; removed files that are open live on
+// as orphans in the metaserver and need no such help.
 func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	a, err := n.fsys.c.GetAttr(ctx, n.ino())
+	if errors.Is(err, wire.ErrNotFound) && n.IsDir() {
+		n.mu.Lock()
+		last, known := n.attr, n.known
+		n.mu.Unlock()
+		if known {
+			last.Nlink = 0
+			n.fsys.fillAttr(&out.Attr, last)
+			return n.fsys.result("getattr", n.ino(), nil)
+		}
+	}
 	if err != nil {
 		return n.fsys.result("getattr", n.ino(), err)
 	}
