@@ -27,12 +27,6 @@ var posixSkips = map[string]string{
 	// record locks belong to the process, so that lock must succeed (it
 	// does on ext4 too); go-fuse's own TestAll skips the case as well.
 	"FcntlFlockLocksFile": "expects two descriptors of one process to conflict under POSIX record locks, which POSIX forbids",
-	// The case races renames of a file and a symlink against opens. The
-	// metaserver's readlink reads the inode and its target without one
-	// snapshot, so a symlink destroyed in between answers EIO ("corrupt
-	// record: symlink N has no target") instead of ENOENT. Run it again
-	// once the metaserver reads both from one snapshot.
-	"OpenSymlinkRace": "metaserver readlink races with the symlink's removal (EIO instead of ENOENT); reported to metaserver",
 }
 
 // randBytes is n reproducible pseudo-random bytes.

@@ -130,14 +130,21 @@ func (c *core) resolve(_ context.Context, req *wire.ResolveReq) (wire.Attr, erro
 }
 
 func (c *core) readlink(_ context.Context, req *wire.InoReq) (wire.ReadlinkReply, error) {
-	n, err := loadInode(c.db, req.Ino)
+	// Inode and target come from one snapshot: a concurrent unlink deletes
+	// both in one batch, so the reader sees both or neither (ENOENT).
+	snap, err := c.db.GetSnapshot()
+	if err != nil {
+		return wire.ReadlinkReply{}, ioError("readlink", err)
+	}
+	defer snap.Release()
+	n, err := loadInode(snap, req.Ino)
 	if err != nil {
 		return wire.ReadlinkReply{}, err
 	}
 	if !n.IsSymlink() {
 		return wire.ReadlinkReply{}, errInval("inode %d is not a symlink", req.Ino)
 	}
-	v, ok, err := getOpt(c.db, keySymlink(req.Ino))
+	v, ok, err := getOpt(snap, keySymlink(req.Ino))
 	if err != nil {
 		return wire.ReadlinkReply{}, ioError("readlink", err)
 	}
