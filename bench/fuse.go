@@ -202,7 +202,7 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 				fr.set(bench, i, missing("interrupted"))
 				continue
 			}
-			v := missing("target not ready")
+			var v value
 			if err := x.ready(); err != nil {
 				v = missing("%v", err)
 			} else {
