@@ -64,6 +64,9 @@ func writeAt(t *testing.T, f *File, p []byte, off int64) {
 
 func TestLargeWriteReadBack(t *testing.T) {
 	size := int64(200 << 20)
+	if raceEnabled {
+		size = 64 << 20
+	}
 	if testing.Short() {
 		size = 24 << 20
 	}
