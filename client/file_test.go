@@ -464,3 +464,30 @@ func TestMetaserverRestartIsRetried(t *testing.T) {
 		t.Fatal("no retries counted across the outage")
 	}
 }
+
+// TestOpenSurvivesOtherClientsUnlink: the keep-alive carries the open set,
+// so an inode another client unlinks stays readable here, and the
+// keep-alive after the close lets the metaserver reclaim it.
+func TestOpenSurvivesOtherClientsUnlink(t *testing.T) {
+	cl := newCluster(t, clusterOpts{})
+	a, b := cl.client(nil), cl.client(nil)
+	ctx := t.Context()
+	before := len(cl.allBlocks())
+	data := randBytes(16, 3<<20)
+	f := mustCreate(t, a, "/held", os.O_WRONLY)
+	writeAt(t, f, data, 0)
+	mustClose(t, f)
+	r := mustOpen(t, a, "/held", os.O_RDONLY)
+	time.Sleep(3 * a.cfg.SessionEvery) // a keep-alive or two pass
+	if err := b.RemovePath(ctx, "/held", false); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * a.cfg.SessionEvery)
+	if !bytes.Equal(readAll(t, r), data) {
+		t.Fatal("held file unreadable after another client unlinked it")
+	}
+	mustClose(t, r)
+	eventually(t, "blocks of the released orphan deleted", 30*time.Second, func() bool {
+		return len(cl.allBlocks()) == before
+	})
+}
