@@ -84,20 +84,23 @@ func (n *inode) overlay(attr wire.Attr) wire.Attr {
 // state, refreshed from attr (the close-to-open read).
 func (c *Client) acquire(attr wire.Attr) (*inode, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil, ErrClosed
 	}
 	n := c.inodes[attr.Ino]
-	if n == nil {
+	fresh := n == nil
+	if fresh {
 		n = newInode(attr, c.cfg.BlockSize, c.bufs)
 		c.inodes[attr.Ino] = n
-	} else {
+	}
+	n.refs++
+	c.mu.Unlock()
+	if !fresh { // n.mu after c.mu is released: the lock order is n.mu, c.mu
 		n.mu.Lock()
 		n.adopt(attr)
 		n.mu.Unlock()
 	}
-	n.refs++
 	return n, nil
 }
 

@@ -62,7 +62,7 @@ func TestRandomOps(t *testing.T) {
 	files := []*randomFile{
 		{path: "/r/a", base: 0, span: 6 << 20, maxWrite: 1 << 20},
 		{path: "/r/b", base: wire.ChunkSize - 2<<20, span: 4 << 20, maxWrite: 700 << 10}, // across a chunk boundary
-		{path: "/r/c", base: 0, span: 300 << 10, maxWrite: 3000},                       // many tiny slices
+		{path: "/r/c", base: 0, span: 300 << 10, maxWrite: 3000},                         // many tiny slices
 	}
 	if _, err := c.MkdirAll(ctx, "/r", 0o755); err != nil {
 		t.Fatal(err)

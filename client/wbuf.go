@@ -99,7 +99,9 @@ type writeBuffer struct {
 }
 
 func newWriteBuffer(blockSize int, pool *bufPool) *writeBuffer {
-	return &writeBuffer{blockSize: blockSize, pool: pool, chunks: make(map[uint32][]*wslice)}
+	// chunks is made on the first write: most opens (create+close of an
+	// empty file, reads) never write.
+	return &writeBuffer{blockSize: blockSize, pool: pool}
 }
 
 // empty reports whether nothing awaits upload or commit.
@@ -121,6 +123,9 @@ func (w *writeBuffer) write(off int64, p []byte) (full []*wslice) {
 }
 
 func (w *writeBuffer) writeChunk(idx, pos uint32, p []byte, full []*wslice) []*wslice {
+	if w.chunks == nil {
+		w.chunks = make(map[uint32][]*wslice)
+	}
 	list := w.chunks[idx]
 	if s := w.appendable(list, pos, len(p)); s != nil {
 		k := min(len(p), w.blockSize-int(s.n))
