@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,9 @@ type filesystem struct {
 	// blksize is the st_blksize reported for every inode: the request
 	// size, so cp and friends use buffers that fill one request.
 	blksize uint32
+	// attrTimeout is how long attributes this mount saw may answer for
+	// the inode; the kernel caches them as long.
+	attrTimeout time.Duration
 
 	mu sync.Mutex // guards open
 	// open holds the handles this mount has open, by inode: for Getattr
@@ -41,11 +45,12 @@ type filesystem struct {
 
 func newFilesystem(c *client.Client, opt Options, log *slog.Logger) (*filesystem, error) {
 	f := &filesystem{
-		c:       c,
-		log:     log,
-		locks:   newLockTable(),
-		blksize: uint32(opt.MaxWrite),
-		open:    make(map[uint64][]*handle),
+		c:           c,
+		log:         log,
+		locks:       newLockTable(),
+		blksize:     uint32(opt.MaxWrite),
+		attrTimeout: opt.AttrTimeout,
+		open:        make(map[uint64][]*handle),
 	}
 	if opt.Metrics != nil {
 		f.ops = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -26,6 +26,7 @@ type node struct {
 	// known says whether they were seen at all.
 	attr  wire.Attr
 	known bool
+	seen  time.Time // when attr was read
 	// cacheVersion is the inode version the kernel's page cache holds
 	// for this inode, recorded when this mount last released it;
 	// cacheValid says whether there is such a record.
@@ -61,7 +62,24 @@ func (n *node) ino() uint64 { return n.StableAttr().Ino }
 // remember keeps what new children need to know about their parent.
 func (n *node) remember(a wire.Attr) {
 	n.mu.Lock()
-	n.attr, n.known = a, true
+	n.attr, n.known, n.seen = a, true, time.Now()
+	n.mu.Unlock()
+}
+
+// noXattrs reports whether attributes read within the attribute timeout
+// say the inode has no extended attributes, so a lookup of one can be
+// answered here: like any cached attribute, an xattr set through another
+// mount shows after at most the timeout.
+func (n *node) noXattrs() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.known && n.attr.Flags&wire.AttrHasXattrs == 0 && time.Since(n.seen) < n.fsys.attrTimeout
+}
+
+// markXattrs records that the inode now has an extended attribute.
+func (n *node) markXattrs() {
+	n.mu.Lock()
+	n.attr.Flags |= wire.AttrHasXattrs
 	n.mu.Unlock()
 }
 
@@ -70,9 +88,12 @@ func (n *node) remember(a wire.Attr) {
 // and drops this one.
 func (n *node) newChild(ctx context.Context, a wire.Attr, out *fuse.EntryOut) *fs.Inode {
 	ch := &node{fsys: n.fsys}
-	ch.remember(a)
 	n.fsys.fillEntry(out, a)
-	return n.NewInode(ctx, ch, fsStable(a))
+	in := n.NewInode(ctx, ch, fsStable(a))
+	if kept, ok := in.Operations().(*node); ok { // ch, or the node go-fuse already had
+		kept.remember(a)
+	}
+	return in
 }
 
 // fsStable is the identity of an inode for go-fuse: its type and number.

@@ -27,6 +27,9 @@ func unservedXattr(name string) bool {
 // Getxattr copies the value into dest. An empty dest asks for the size;
 // a dest that is too small gets ERANGE and the size.
 func (n *node) Getxattr(ctx context.Context, name string, dest []byte) (uint32, syscall.Errno) {
+	if n.noXattrs() {
+		return 0, n.fsys.result("getxattr", n.ino(), syscall.ENODATA)
+	}
 	v, err := n.fsys.c.GetXattr(ctx, n.ino(), name)
 	if err != nil {
 		return 0, n.fsys.result("getxattr", n.ino(), err)
@@ -44,12 +47,19 @@ func (n *node) Setxattr(ctx context.Context, name string, value []byte, flags ui
 	if unservedXattr(name) {
 		return n.fsys.result("setxattr", n.ino(), syscall.ENOTSUP)
 	}
-	return n.fsys.result("setxattr", n.ino(), n.fsys.c.SetXattr(ctx, n.ino(), name, value, flags))
+	err := n.fsys.c.SetXattr(ctx, n.ino(), name, value, flags)
+	if err == nil {
+		n.markXattrs()
+	}
+	return n.fsys.result("setxattr", n.ino(), err)
 }
 
 // Listxattr writes the names, each ending in NUL, into dest, with the same
 // size protocol as Getxattr.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	if n.noXattrs() {
+		return 0, n.fsys.result("listxattr", n.ino(), nil)
+	}
 	names, err := n.fsys.c.ListXattr(ctx, n.ino())
 	if err != nil {
 		return 0, n.fsys.result("listxattr", n.ino(), err)

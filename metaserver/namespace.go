@@ -1,6 +1,7 @@
 package metaserver
 
 import (
+	"bytes"
 	"context"
 	"strings"
 
@@ -779,6 +780,7 @@ func (c *core) setXattr(_ context.Context, req *wire.XattrReq) error {
 	}
 	t.b.Put(k, req.Value)
 	n.Ctime = t.now
+	n.Flags |= wire.AttrHasXattrs
 	t.save(n)
 	return t.commit()
 }
@@ -804,6 +806,22 @@ func (c *core) removeXattr(_ context.Context, req *wire.XattrReq) error {
 	}
 	t.b.Delete(k)
 	n.Ctime = t.now
+	if !c.hasOtherXattr(req.Ino, k) {
+		n.Flags &^= wire.AttrHasXattrs
+	}
 	t.save(n)
 	return t.commit()
+}
+
+// hasOtherXattr reports whether inode ino has an xattr other than the one
+// stored under key except. Callers hold c.mu, so no change can interleave.
+func (c *core) hasOtherXattr(ino uint64, except []byte) bool {
+	it := c.db.NewIterator(prefix64(pXattr, ino), nil)
+	defer it.Release()
+	for it.Next() {
+		if !bytes.Equal(it.Key(), except) {
+			return true
+		}
+	}
+	return it.Error() != nil // when unsure, keep the flag: it only costs a lookup
 }

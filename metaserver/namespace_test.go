@@ -374,6 +374,28 @@ func TestXattrs(t *testing.T) {
 	wantCode(t, err, wire.CodeNotFound)
 	wantCode(t, c.setXattr(bg, &wire.XattrReq{Ino: 999, Name: "user.a"}), wire.CodeNotFound)
 
+	// The has-xattrs flag follows the set of attributes.
+	hasFlag := func() bool {
+		a, err := c.getAttr(bg, &wire.InoReq{Ino: tr.h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Flags&wire.AttrHasXattrs != 0
+	}
+	if !hasFlag() {
+		t.Fatal("an inode with xattrs lacks AttrHasXattrs")
+	}
+	for _, name := range []string{strings.Repeat("n", 255), "user.b", "user.max"} {
+		wantCode(t, c.removeXattr(bg, &wire.XattrReq{Ino: tr.h, Name: name}), "")
+	}
+	if hasFlag() {
+		t.Fatal("AttrHasXattrs outlived the last xattr")
+	}
+	wantCode(t, set("user.z", "1", 0), "")
+	if !hasFlag() {
+		t.Fatal("setxattr did not set AttrHasXattrs")
+	}
+
 	// Deleting the inode takes its xattrs along.
 	wantCode(t, c.unlink(bg, &wire.UnlinkReq{Parent: wire.RootIno, Name: "h"}), "")
 	if n := countPrefix(t, c, pXattr); n != 0 {

@@ -101,7 +101,11 @@ type inode struct {
 	Parent uint64
 }
 
-const inodeLen = 1 + 5*4 + 6*8
+// inodeLen is the record length; records of inodeLenV1 predate Flags.
+const (
+	inodeLen   = 1 + 5*4 + 6*8 + 4
+	inodeLenV1 = 1 + 5*4 + 6*8
+)
 
 func encodeInode(n *inode) []byte {
 	b := make([]byte, inodeLen)
@@ -117,11 +121,12 @@ func encodeInode(n *inode) []byte {
 	binary.BigEndian.PutUint64(b[45:], uint64(n.Ctime))
 	binary.BigEndian.PutUint64(b[53:], n.Version)
 	binary.BigEndian.PutUint64(b[61:], n.Parent)
+	binary.BigEndian.PutUint32(b[69:], n.Flags)
 	return b
 }
 
 func decodeInode(ino uint64, b []byte) (*inode, error) {
-	if len(b) != inodeLen || b[0] != recVersion {
+	if len(b) != inodeLen && len(b) != inodeLenV1 || b[0] != recVersion {
 		return nil, fmt.Errorf("%w: inode %d: %d bytes", ErrCorrupt, ino, len(b))
 	}
 	n := &inode{}
@@ -137,6 +142,9 @@ func decodeInode(ino uint64, b []byte) (*inode, error) {
 	n.Ctime = int64(binary.BigEndian.Uint64(b[45:]))
 	n.Version = binary.BigEndian.Uint64(b[53:])
 	n.Parent = binary.BigEndian.Uint64(b[61:])
+	if len(b) == inodeLen {
+		n.Flags = binary.BigEndian.Uint32(b[69:])
+	}
 	return n, nil
 }
 

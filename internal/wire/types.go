@@ -40,7 +40,16 @@ type Attr struct {
 	Mtime   int64  `json:"mt"`
 	Ctime   int64  `json:"ct"`
 	Version uint64 `json:"v"`
+	Flags   uint32 `json:"f,omitempty"` // Attr* bits
 }
+
+// Attr flags.
+const (
+	// AttrHasXattrs says the inode has at least one extended attribute, so
+	// a mount can answer "no such attribute" without asking (ls -l asks
+	// for two of them on every file).
+	AttrHasXattrs uint32 = 1 << iota
+)
 
 // IsDir reports whether the inode is a directory.
 func (a Attr) IsDir() bool { return a.Mode&ModeType == ModeDir }
