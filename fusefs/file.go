@@ -99,6 +99,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	a := f.Attr()
 	ch := &node{fsys: n.fsys}
 	ch.remember(a)
+	n.childAdded(a)
 	child := n.NewInode(ctx, ch, fsStable(a))
 	h := ch.newHandle(f, flags)
 	n.fsys.fillEntry(out, a)

@@ -76,6 +76,41 @@ func (n *node) noXattrs() bool {
 	return n.known && n.attr.Flags&wire.AttrHasXattrs == 0 && time.Since(n.seen) < n.fsys.attrTimeout
 }
 
+// fresh returns the attributes read within the attribute timeout, with
+// this mount's own changes applied (childAdded), if there are such.
+func (n *node) fresh() (wire.Attr, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.attr, n.known && time.Since(n.seen) < n.fsys.attrTimeout
+}
+
+// childAdded applies to this directory's cached attributes what the
+// metaserver did to them when it added child a in the same transaction:
+// mtime and ctime become the child's ctime, a subdirectory adds a link.
+// The kernel drops a directory's attributes after every create in it
+// (default_permissions then needs them again for the next one); with this
+// the next GETATTR is answered here instead of by the metaserver. seen is
+// left alone so changes from other mounts still show within the timeout.
+func (n *node) childAdded(a wire.Attr) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.known || a.Ctime < n.attr.Mtime { // an existing file a create raced with: nothing changed here
+		return
+	}
+	n.attr.Mtime, n.attr.Ctime = a.Ctime, a.Ctime
+	if a.IsDir() {
+		n.attr.Nlink++
+	}
+}
+
+// changed forgets that the cached attributes are current: the directory
+// changed in a way this mount cannot apply exactly (a removal, a rename).
+func (n *node) changed() {
+	n.mu.Lock()
+	n.seen = time.Time{}
+	n.mu.Unlock()
+}
+
 // markXattrs records that the inode now has an extended attribute.
 func (n *node) markXattrs() {
 	n.mu.Lock()
@@ -154,6 +189,12 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 // nlink 0, as on a local filesystem; removed files that are open live on
 // as orphans in the metaserver and need no such help.
 func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if n.IsDir() { // files go to the client, which knows unflushed writes
+		if a, ok := n.fresh(); ok {
+			n.fsys.fillAttr(&out.Attr, a)
+			return n.fsys.result("getattr", n.ino(), nil)
+		}
+	}
 	a, err := n.fsys.c.GetAttr(ctx, n.ino())
 	if errors.Is(err, wire.ErrNotFound) && n.IsDir() {
 		n.mu.Lock()
@@ -254,6 +295,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	if err != nil {
 		return nil, n.fsys.result("mkdir", n.ino(), err)
 	}
+	n.childAdded(a)
 	return n.newChild(ctx, a, out), n.fsys.result("mkdir", n.ino(), nil)
 }
 
@@ -272,6 +314,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *f
 	if err != nil {
 		return nil, n.fsys.result("mknod", n.ino(), err)
 	}
+	n.childAdded(a)
 	return n.newChild(ctx, a, out), n.fsys.result("mknod", n.ino(), nil)
 }
 
@@ -287,6 +330,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	if err != nil {
 		return nil, n.fsys.result("symlink", n.ino(), err)
 	}
+	n.childAdded(a)
 	return n.newChild(ctx, a, out), n.fsys.result("symlink", n.ino(), nil)
 }
 
@@ -310,15 +354,19 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if err != nil {
 		return nil, n.fsys.result("link", n.ino(), err)
 	}
+	n.childAdded(a)
+	t.remember(a)
 	n.fsys.fillEntry(out, a)
 	return t.EmbeddedInode(), n.fsys.result("link", n.ino(), nil)
 }
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	n.changed()
 	return n.fsys.result("unlink", n.ino(), n.fsys.c.Unlink(ctx, n.ino(), name))
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	n.changed()
 	return n.fsys.result("rmdir", n.ino(), n.fsys.c.Rmdir(ctx, n.ino(), name))
 }
 
@@ -337,6 +385,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if flags&renameWhiteout != 0 || flags&^(wire.RenameNoReplace|wire.RenameExchange|renameWhiteout) != 0 {
 		return n.fsys.result("rename", n.ino(), syscall.EINVAL)
 	}
+	n.changed()
+	np.changed()
 	err := n.fsys.c.Rename(ctx, n.ino(), name, np.ino(), newName, flags)
 	return n.fsys.result("rename", n.ino(), err)
 }
