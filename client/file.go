@@ -201,6 +201,9 @@ func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	f.mu.Lock()
 	seq := off >= f.next-seqSlack && off <= f.next+seqSlack
 	f.next = off + int64(want)
+	if !seq {
+		f.ahead = 0 // a seek: prefetch starts afresh once reads follow on
+	}
 	f.mu.Unlock()
 	if err := f.c.readRange(ctx, f.n, p[:want], off, seq); err != nil {
 		return 0, err

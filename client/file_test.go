@@ -552,3 +552,76 @@ func TestConcurrentHandles(t *testing.T) {
 	}
 	mustClose(t, g)
 }
+
+// TestSeekFetchesOnlyPages: a read after a seek costs one ranged GET of
+// the pages it touches; reads that follow on fetch whole blocks and
+// prefetch.
+func TestSeekFetchesOnlyPages(t *testing.T) {
+	cl := newCluster(t, clusterOpts{})
+	ctx := t.Context()
+	data := randBytes(17, 24<<20)
+	f := mustCreate(t, cl.client(nil), "/movie", os.O_WRONLY)
+	writeAt(t, f, data, 0)
+	mustClose(t, f)
+
+	r := cl.client(nil)
+	g := mustOpen(t, r, "/movie", os.O_RDONLY)
+	off := int64(10<<20 + 300<<10)
+	buf := make([]byte, 4096)
+	if _, err := g.ReadAt(ctx, buf, off); err != nil || !bytes.Equal(buf, data[off:off+4096]) {
+		t.Fatalf("seek read: %v", err)
+	}
+	st := r.Stats()
+	if st.BlocksFetched != 1 || st.BytesFetched != pageSize {
+		t.Fatalf("a 4 KiB read after a seek fetched %d GETs, %d bytes; want 1 GET of one page", st.BlocksFetched, st.BytesFetched)
+	}
+	// Reading on from there is sequential: whole blocks and prefetch.
+	big := make([]byte, 256<<10)
+	for at := off + 4096; at < off+4096+8<<20; at += int64(len(big)) {
+		if _, err := g.ReadAt(ctx, big, at); err != nil || !bytes.Equal(big, data[at:at+int64(len(big))]) {
+			t.Fatalf("sequential read at %d: %v", at, err)
+		}
+	}
+	if st := r.Stats(); st.Prefetches == 0 || st.CacheHits == 0 {
+		t.Fatalf("sequential reads did not prefetch or hit the cache: %s", fmtStats(st))
+	}
+	mustClose(t, g)
+}
+
+// TestCommitsWhileWriting: an inode with more than ~1,000 uploaded slices
+// commits while still being written, so commits stay bounded; the data
+// crosses a chunk boundary on real servers.
+func TestCommitsWhileWriting(t *testing.T) {
+	cl := newCluster(t, clusterOpts{})
+	c := cl.client(func(cfg *Config) {
+		cfg.BlockSize = 64 << 10
+		cfg.WriteBuffer = 1 << 20
+	})
+	ctx := t.Context()
+	const size = wire.ChunkSize + 2<<20 // 1,056 blocks
+	f := mustCreate(t, c, "/many", os.O_WRONLY)
+	chunk := randBytes(18, 1<<20)
+	for off := int64(0); off < size; off += int64(len(chunk)) {
+		writeAt(t, f, chunk, off)
+	}
+	if c.Stats().Commits == 0 {
+		t.Fatal("no commit while writing more than 1,000 blocks")
+	}
+	other := cl.client(nil)
+	if a, err := other.Resolve(ctx, "/many"); err != nil || a.Size == 0 {
+		t.Fatalf("nothing visible after the intermediate commit: size %d, %v", a.Size, err)
+	}
+	mustClose(t, f)
+	g := mustOpen(t, other, "/many", os.O_RDONLY)
+	buf := make([]byte, 3<<20)
+	at := int64(wire.ChunkSize - 1<<20 - 5)
+	if _, err := g.ReadAt(ctx, buf, at); err != nil {
+		t.Fatal(err)
+	}
+	for i := range buf {
+		if buf[i] != chunk[(at+int64(i))%int64(len(chunk))] {
+			t.Fatalf("byte %d wrong across the chunk boundary", at+int64(i))
+		}
+	}
+	mustClose(t, g)
+}
