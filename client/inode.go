@@ -268,6 +268,18 @@ func (c *Client) startUpload(n *inode, group []*wslice) {
 			settle(0, 0, ErrClosed)
 			return
 		}
+		// Once an upload of this file has failed (after its retries), the
+		// ones queued behind it fail at once: the file cannot be committed
+		// anyway, and retrying each in turn would make a writer wait for
+		// many retry timeouts in a row.
+		n.mu.Lock()
+		prior := n.writeErr
+		n.mu.Unlock()
+		if prior != nil {
+			<-c.upSem
+			settle(0, 0, prior)
+			return
+		}
 		id, g, err := c.upload(ctx, data)
 		<-c.upSem
 		if err != nil && ctx.Err() != nil {

@@ -165,9 +165,16 @@ type lease struct {
 
 // leaser hands out block ids from the current lease.
 type leaser struct {
-	mu  sync.Mutex // guards cur and gen; held across the alloc call
+	mu  sync.Mutex // guards the fields below; held across the alloc call
 	cur lease
 	gen uint64
+	// err is the failure of the last alloc call (after its retries) and
+	// errAt when it ended. A caller that was already waiting for mu then
+	// shares that failure instead of retrying for another RetryTimeout:
+	// with many uploads queued, a dead metaserver would otherwise cost
+	// one timeout per queued block.
+	err   error
+	errAt time.Time
 }
 
 // blockTarget is one block id and the placement to PUT it to.
@@ -183,14 +190,22 @@ type blockTarget struct {
 // as wire.ErrNoSpace.
 func (c *Client) nextID(ctx context.Context, bytes int) (blockTarget, error) {
 	l := &c.lease
+	asked := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.cur.next >= l.cur.end || time.Since(l.cur.at) > leaseMaxAge {
+		if l.err != nil && !asked.After(l.errAt) {
+			return blockTarget{}, l.err
+		}
 		var r wire.AllocReply
 		req := wire.AllocReq{Count: leaseIDs, Bytes: int64(bytes)}
 		if err := c.call(ctx, wire.OpAlloc, &req, &r); err != nil {
+			if ctx.Err() == nil {
+				l.err, l.errAt = err, time.Now()
+			}
 			return blockTarget{}, err
 		}
+		l.err = nil
 		if r.Count < 1 || r.First == 0 || len(r.Members) == 0 {
 			return blockTarget{}, wire.Errorf(wire.ErrIO, "client: alloc answered an empty lease (first %d, %d ids, %d members)",
 				r.First, r.Count, len(r.Members))
