@@ -361,9 +361,11 @@ func (c *Client) blockError(b blockRef, fails []memberFailure) error {
 // that answers, or every failure.
 func (c *Client) tryMembers(ctx context.Context, b blockRef, addrs []string, from, to int64) ([]memberFailure, [][]byte) {
 	var fails []memberFailure
-	start := int(b.id % uint64(max(len(addrs), 1)))
-	for i := range addrs {
-		addr := addrs[(start+i)%len(addrs)]
+	// Members come in id order, primary first, and blocks are written to
+	// the primary. Until log shipping copies every block to every member,
+	// only that order makes the first try hit; spreading reads over the
+	// members waits for replication.
+	for _, addr := range addrs {
 		pages, err := c.getRange(ctx, addr, b, from, to)
 		if err == nil {
 			return nil, pages

@@ -9,7 +9,7 @@ import (
 // pageSize is the unit of the block cache. Blocks are cut into pages of
 // this size (the last page of a block may be shorter), so a random read
 // fetches and caches only the pages it touches.
-const pageSize = 1 << 20
+const pageSize = 256 << 10
 
 // pageKey names one page of one block.
 type pageKey struct {

@@ -17,7 +17,7 @@ type Config struct {
 	CacheBytes   int64         // LRU block cache limit, default 256 MiB
 	WriteBuffer  int64         // dirty bytes per inode before upload starts in background, default 32 MiB
 	Uploads      int           // block PUTs in flight per client, default 8
-	Prefetch     int           // blocks fetched ahead on sequential reads, default 4
+	Prefetch     int           // blocks fetched ahead on sequential reads, default 8
 	RetryTimeout time.Duration // give up retrying transient errors after this, default 60s
 	SessionEvery time.Duration // session keep-alive interval, default 5s
 	Logger       *slog.Logger  // default: discard (never slog.Default)
@@ -39,7 +39,7 @@ func DefaultConfig() Config {
 		CacheBytes:   256 << 20,
 		WriteBuffer:  32 << 20,
 		Uploads:      8,
-		Prefetch:     4,
+		Prefetch:     8,
 		RetryTimeout: 60 * time.Second,
 		SessionEvery: 5 * time.Second,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -18,9 +18,10 @@ type File struct {
 	flags int
 	attr  wire.Attr // as of open
 
-	mu     sync.Mutex // guards closed, next and ahead
+	mu     sync.Mutex // guards closed, next, run and ahead
 	closed bool
 	next   int64 // offset just past the previous read: sequential detection
+	run    int64 // bytes read back to back since the last seek
 	ahead  int64 // file offset up to which prefetch was started
 }
 
@@ -199,11 +200,17 @@ func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	}
 	want := int(min(int64(len(p)), size-off))
 	f.mu.Lock()
-	seq := off >= f.next-seqSlack && off <= f.next+seqSlack
-	f.next = off + int64(want)
-	if !seq {
+	if off >= f.next-seqSlack && off <= f.next+seqSlack {
+		f.run += int64(want)
+	} else {
+		f.run = int64(want)
 		f.ahead = 0 // a seek: prefetch starts afresh once reads follow on
 	}
+	f.next = off + int64(want)
+	// Whole blocks and prefetch only once a block's worth was read back to
+	// back: the kernel cuts a player's 1 MiB seek into several contiguous
+	// 128 KiB reads, which must stay page fetches, not a 4-block prefetch.
+	seq := f.run >= int64(f.c.cfg.BlockSize)
 	f.mu.Unlock()
 	if err := f.c.readRange(ctx, f.n, p[:want], off, seq); err != nil {
 		return 0, err

@@ -194,15 +194,11 @@ func place(groups []wire.Group, bytes uint64) (placement, error) {
 		return cmp.Compare(a.id, b.id)
 	})
 	w := cands[0]
-	slices.SortFunc(w.members, func(a, b wire.Member) int {
-		if a.Free != b.Free {
-			return cmp.Compare(b.Free, a.Free)
-		}
-		if a.Load != b.Load {
-			return cmp.Compare(a.Load, b.Load)
-		}
-		return cmp.Compare(a.ID, b.ID)
-	})
+	// Members in id order: the first healthy one is the group's primary.
+	// Until log shipping copies blocks to every member, a block lives on
+	// the member it was written to; readers try members in the same (id)
+	// order, so their first try finds it.
+	slices.SortFunc(w.members, func(a, b wire.Member) int { return cmp.Compare(a.ID, b.ID) })
 	p := placement{Group: w.id, Members: make([]string, len(w.members))}
 	for i, m := range w.members {
 		p.Members[i] = m.Addr
