@@ -220,6 +220,11 @@ func (c *Client) prefetchRange(ctx context.Context, n *inode, off, length int64)
 		c.log.Debug("prefetch: resolve failed", "ino", n.ino, "off", off, "err", err)
 		return
 	}
+	// The blocks of the window are fetched in parallel: one at a time, a
+	// cold sequential read waits for each block's disk read and transfer
+	// in turn and runs at a fraction of the disk's speed.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(readFanout)
 	seen := make(map[uint64]bool)
 	for _, p := range pieces {
 		if seen[p.b.id] || p.b.size == 0 {
@@ -231,9 +236,14 @@ func (c *Client) prefetchRange(ctx context.Context, n *inode, off, length int64)
 			continue
 		}
 		c.stats.prefetches.Add(1)
-		if _, err := c.fetchPages(ctx, p.b, 0, last); err != nil {
-			c.log.Debug("prefetch failed", "block", wire.BlockName(p.b.id), "err", err)
-			return
-		}
+		b := p.b
+		g.Go(func() error {
+			if _, err := c.fetchPages(gctx, b, 0, last); err != nil {
+				c.log.Debug("prefetch failed", "block", wire.BlockName(b.id), "err", err)
+				return err
+			}
+			return nil
+		})
 	}
+	g.Wait() // a failed prefetch only costs the reader its own fetch
 }
