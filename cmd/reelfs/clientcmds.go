@@ -46,6 +46,16 @@ func (o *clientOpts) connect(e *env) (*client.Client, error) {
 	return client.New(cfg)
 }
 
+// with runs fn with a connected client and closes it after.
+func (o *clientOpts) with(e *env, fn func(c *client.Client) error) error {
+	c, err := o.connect(e)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(c)
+}
+
 // remotePath turns a command-line path into a clean absolute reelfs path.
 func remotePath(p string) string {
 	if !strings.HasPrefix(p, "/") {
@@ -87,12 +97,9 @@ func putCommand() command {
 				if len(args) != 2 {
 					return usageError("want LOCAL and REMOTE")
 				}
-				c, err := o.connect(e)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				return put(ctx, c, e, args[0], args[1], *progress)
+				return o.with(e, func(c *client.Client) error {
+					return put(ctx, c, e, args[0], args[1], *progress)
+				})
 			}
 		},
 	}
@@ -163,12 +170,9 @@ func getCommand() command {
 				if len(args) == 2 {
 					local = args[1]
 				}
-				c, err := o.connect(e)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				return get(ctx, c, e, remotePath(args[0]), local, *progress)
+				return o.with(e, func(c *client.Client) error {
+					return get(ctx, c, e, remotePath(args[0]), local, *progress)
+				})
 			}
 		},
 	}
@@ -224,17 +228,14 @@ func catCommand() command {
 				if len(args) == 0 {
 					return usageError("want at least one REMOTE")
 				}
-				c, err := o.connect(e)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				for _, a := range args {
-					if err := get(ctx, c, e, remotePath(a), "-", false); err != nil {
-						return err
+				return o.with(e, func(c *client.Client) error {
+					for _, a := range args {
+						if err := get(ctx, c, e, remotePath(a), "-", false); err != nil {
+							return err
+						}
 					}
-				}
-				return nil
+					return nil
+				})
 			}
 		},
 	}
@@ -250,39 +251,36 @@ func lsCommand() command {
 				if len(args) == 0 {
 					args = []string{"/"}
 				}
-				c, err := o.connect(e)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				tw := tabwriter.NewWriter(e.stdout, 0, 8, 1, ' ', tabwriter.AlignRight*0)
-				defer tw.Flush()
-				for _, a := range args {
-					p := remotePath(a)
-					attr, err := c.Resolve(ctx, p)
-					if err != nil {
-						return describe(p, err)
-					}
-					if len(args) > 1 && attr.IsDir() {
-						fmt.Fprintf(tw, "%s:\n", p)
-					}
-					entries := []wire.DirEntry{{Name: path.Base(p), Attr: attr}}
-					if attr.IsDir() {
-						if entries, err = c.ReadDirAll(ctx, attr.Ino); err != nil {
+				return o.with(e, func(c *client.Client) error {
+					tw := tabwriter.NewWriter(e.stdout, 0, 8, 1, ' ', tabwriter.AlignRight*0)
+					defer tw.Flush()
+					for _, a := range args {
+						p := remotePath(a)
+						attr, err := c.Resolve(ctx, p)
+						if err != nil {
 							return describe(p, err)
 						}
-					}
-					for _, de := range entries {
-						if *long {
-							fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\n", modeString(de.Attr.Mode), de.Attr.Nlink,
-								de.Attr.Uid, de.Attr.Gid, de.Attr.Size,
-								time.Unix(0, de.Attr.Mtime).Format("2006-01-02 15:04"), de.Name)
-						} else {
-							fmt.Fprintln(tw, de.Name)
+						if len(args) > 1 && attr.IsDir() {
+							fmt.Fprintf(tw, "%s:\n", p)
+						}
+						entries := []wire.DirEntry{{Name: path.Base(p), Attr: attr}}
+						if attr.IsDir() {
+							if entries, err = c.ReadDirAll(ctx, attr.Ino); err != nil {
+								return describe(p, err)
+							}
+						}
+						for _, de := range entries {
+							if *long {
+								fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\n", modeString(de.Attr.Mode), de.Attr.Nlink,
+									de.Attr.Uid, de.Attr.Gid, de.Attr.Size,
+									time.Unix(0, de.Attr.Mtime).Format("2006-01-02 15:04"), de.Name)
+							} else {
+								fmt.Fprintln(tw, de.Name)
+							}
 						}
 					}
-				}
-				return nil
+					return nil
+				})
 			}
 		},
 	}
@@ -327,28 +325,25 @@ func mkdirCommand() command {
 				if len(args) == 0 {
 					return usageError("want at least one PATH")
 				}
-				c, err := o.connect(e)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				for _, a := range args {
-					p := remotePath(a)
-					if *parents {
-						if _, err := c.MkdirAll(ctx, p, 0o755); err != nil {
+				return o.with(e, func(c *client.Client) error {
+					for _, a := range args {
+						p := remotePath(a)
+						if *parents {
+							if _, err := c.MkdirAll(ctx, p, 0o755); err != nil {
+								return describe(p, err)
+							}
+							continue
+						}
+						parent, err := c.Resolve(ctx, path.Dir(p))
+						if err != nil {
+							return describe(path.Dir(p), err)
+						}
+						if _, err := c.Mkdir(ctx, parent.Ino, path.Base(p), 0o755, uint32(os.Getuid()), uint32(os.Getgid())); err != nil {
 							return describe(p, err)
 						}
-						continue
 					}
-					parent, err := c.Resolve(ctx, path.Dir(p))
-					if err != nil {
-						return describe(path.Dir(p), err)
-					}
-					if _, err := c.Mkdir(ctx, parent.Ino, path.Base(p), 0o755, uint32(os.Getuid()), uint32(os.Getgid())); err != nil {
-						return describe(p, err)
-					}
-				}
-				return nil
+					return nil
+				})
 			}
 		},
 	}
@@ -364,21 +359,18 @@ func rmCommand() command {
 				if len(args) == 0 {
 					return usageError("want at least one PATH")
 				}
-				c, err := o.connect(e)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				for _, a := range args {
-					p := remotePath(a)
-					if p == "/" {
-						return fmt.Errorf("refusing to remove /")
+				return o.with(e, func(c *client.Client) error {
+					for _, a := range args {
+						p := remotePath(a)
+						if p == "/" {
+							return fmt.Errorf("refusing to remove /")
+						}
+						if err := c.RemovePath(ctx, p, *recursive); err != nil {
+							return describe(p, err)
+						}
 					}
-					if err := c.RemovePath(ctx, p, *recursive); err != nil {
-						return describe(p, err)
-					}
-				}
-				return nil
+					return nil
+				})
 			}
 		},
 	}
@@ -393,16 +385,13 @@ func mvCommand() command {
 				if len(args) != 2 {
 					return usageError("want FROM and TO")
 				}
-				c, err := o.connect(e)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				from, to := remotePath(args[0]), remotePath(args[1])
-				if a, err := c.Resolve(ctx, to); err == nil && a.IsDir() {
-					to = path.Join(to, path.Base(from))
-				}
-				return describe2(from, c.RenamePath(ctx, from, to))
+				return o.with(e, func(c *client.Client) error {
+					from, to := remotePath(args[0]), remotePath(args[1])
+					if a, err := c.Resolve(ctx, to); err == nil && a.IsDir() {
+						to = path.Join(to, path.Base(from))
+					}
+					return describe2(from, c.RenamePath(ctx, from, to))
+				})
 			}
 		},
 	}
@@ -417,23 +406,20 @@ func statCommand() command {
 				if len(args) == 0 {
 					return usageError("want at least one PATH")
 				}
-				c, err := o.connect(e)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				for _, a := range args {
-					p := remotePath(a)
-					at, err := c.Resolve(ctx, p)
-					if err != nil {
-						return describe(p, err)
+				return o.with(e, func(c *client.Client) error {
+					for _, a := range args {
+						p := remotePath(a)
+						at, err := c.Resolve(ctx, p)
+						if err != nil {
+							return describe(p, err)
+						}
+						fmt.Fprintf(e.stdout, "  Path: %s\n  Inode: %d  Mode: %s (%04o)  Links: %d\n  Uid: %d  Gid: %d  Size: %d  Version: %d\n"+
+							"  Access: %s\n  Modify: %s\n  Change: %s\n",
+							p, at.Ino, modeString(at.Mode), at.Mode&wire.ModePerm, at.Nlink, at.Uid, at.Gid, at.Size, at.Version,
+							fmtTime(at.Atime), fmtTime(at.Mtime), fmtTime(at.Ctime))
 					}
-					fmt.Fprintf(e.stdout, "  Path: %s\n  Inode: %d  Mode: %s (%04o)  Links: %d\n  Uid: %d  Gid: %d  Size: %d  Version: %d\n"+
-						"  Access: %s\n  Modify: %s\n  Change: %s\n",
-						p, at.Ino, modeString(at.Mode), at.Mode&wire.ModePerm, at.Nlink, at.Uid, at.Gid, at.Size, at.Version,
-						fmtTime(at.Atime), fmtTime(at.Mtime), fmtTime(at.Ctime))
-				}
-				return nil
+					return nil
+				})
 			}
 		},
 	}
@@ -447,39 +433,36 @@ func statusCommand() command {
 		define: func(fs *flag.FlagSet, e *env) runFunc {
 			o := defineClientFlags(fs, e)
 			return func(ctx context.Context, args []string) error {
-				c, err := o.connect(e)
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				st, err := c.StatFS(ctx)
-				if err != nil {
-					return describe(o.meta, err)
-				}
-				groups, err := c.Groups(ctx)
-				if err != nil {
-					return describe(o.meta, err)
-				}
-				fmt.Fprintf(e.stdout, "metaserver %s: %d inodes, capacity %s, free %s, %d healthy groups\n\n",
-					o.meta, st.Files, human(st.Total), human(st.Free), st.Groups)
-				sort.Slice(groups, func(i, j int) bool { return groups[i].ID < groups[j].ID })
-				tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
-				fmt.Fprintln(tw, "GROUP\tCHUNKSERVER\tADDR\tHEALTH\tCAPACITY\tFREE\tUSED\tBLOCKS\tLOAD\tSEQ\tLAST SEEN")
-				for _, g := range groups {
-					for _, m := range g.Members {
-						health := "healthy"
-						if !m.Healthy {
-							health = "DOWN"
-						}
-						seen := "never"
-						if m.LastSeen != 0 {
-							seen = time.Since(time.Unix(0, m.LastSeen)).Round(time.Second).String() + " ago"
-						}
-						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", g.ID, m.ID, m.Addr, health,
-							human(m.Capacity), human(m.Free), human(m.Used), m.Blocks, m.Load, m.Seq, seen)
+				return o.with(e, func(c *client.Client) error {
+					st, err := c.StatFS(ctx)
+					if err != nil {
+						return describe(o.meta, err)
 					}
-				}
-				return tw.Flush()
+					groups, err := c.Groups(ctx)
+					if err != nil {
+						return describe(o.meta, err)
+					}
+					fmt.Fprintf(e.stdout, "metaserver %s: %d inodes, capacity %s, free %s, %d healthy groups\n\n",
+						o.meta, st.Files, human(st.Total), human(st.Free), st.Groups)
+					sort.Slice(groups, func(i, j int) bool { return groups[i].ID < groups[j].ID })
+					tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
+					fmt.Fprintln(tw, "GROUP\tCHUNKSERVER\tADDR\tHEALTH\tCAPACITY\tFREE\tUSED\tBLOCKS\tLOAD\tSEQ\tLAST SEEN")
+					for _, g := range groups {
+						for _, m := range g.Members {
+							health := "healthy"
+							if !m.Healthy {
+								health = "DOWN"
+							}
+							seen := "never"
+							if m.LastSeen != 0 {
+								seen = time.Since(time.Unix(0, m.LastSeen)).Round(time.Second).String() + " ago"
+							}
+							fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", g.ID, m.ID, m.Addr, health,
+								human(m.Capacity), human(m.Free), human(m.Used), m.Blocks, m.Load, m.Seq, seen)
+						}
+					}
+					return tw.Flush()
+				})
 			}
 		},
 	}
