@@ -104,6 +104,7 @@ func New(cfg Config, fs FileSystem) (*Server, error) {
 	}
 	s.srv = &fasthttp.Server{
 		Handler:           s.handle,
+		ExpectHandler:     s.expect,
 		Name:              "reelfs",
 		StreamRequestBody: true,
 		// Small bodies arrive whole; longer uploads stream after 64 KiB.

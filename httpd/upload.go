@@ -40,6 +40,23 @@ func (s *Server) checkWrite(x *exchange) bool {
 	return true
 }
 
+// expect answers "Expect: 100-continue" before any body is read: an
+// upload the write rules refuse gets its final status (401 or 403) at
+// once. Answering 100 first and refusing after made clients such as curl
+// -T race the refusal with their body and sometimes see only the 100.
+func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
+	if !ctx.IsPut() {
+		return fasthttp.StatusContinue
+	}
+	switch {
+	case s.cfg.Secret != "" && !wire.Authorized(ctx, s.cfg.Secret):
+		return fasthttp.StatusUnauthorized
+	case s.cfg.Secret == "" && !s.cfg.AllowAnonymousWrites:
+		return fasthttp.StatusForbidden
+	}
+	return fasthttp.StatusContinue
+}
+
 // writeTarget cleans the path of a PUT or DELETE: not the root, outside
 // the reserved prefixes, and without a trailing slash unless allowDir.
 func (s *Server) writeTarget(x *exchange, allowDir bool) (string, bool) {

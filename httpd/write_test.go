@@ -231,3 +231,37 @@ func TestAbortedPut(t *testing.T) {
 		t.Fatalf("files after short upload: %v", names)
 	}
 }
+
+// TestExpectContinueRefusedEarly sends an upload's headers with
+// "Expect: 100-continue" and no body: a refused write must get its final
+// status at once, never a 100 that invites a body it would not read.
+func TestExpectContinueRefusedEarly(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+		hdr  string
+		want int
+	}{
+		{"no token", func(c *Config) { c.Secret = testSecret }, "", 401},
+		{"no secret", nil, "", 403},
+		{"good token", func(c *Config) { c.Secret = testSecret }, "Authorization: Bearer " + testSecret + "\r\n", 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.mod)
+			conn, err := net.Dial("tcp", h.srv.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(conn, "PUT /x.mp4 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n%s\r\n", tc.hdr)
+			line, err := bufio.NewReader(conn).ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(line, fmt.Sprintf("HTTP/1.1 %d ", tc.want)) {
+				t.Fatalf("first response line %q, want status %d", line, tc.want)
+			}
+		})
+	}
+}
