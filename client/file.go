@@ -26,9 +26,10 @@ type File struct {
 }
 
 // seqSlack is how far a read may start from where the previous one ended
-// and still count as sequential (a kernel's readahead may reorder reads a
-// little).
-const seqSlack = pageSize
+// and still count as sequential. The kernel sends a mount's readahead as
+// several 1 MiB requests at once, which arrive a few MiB out of order; a
+// smaller slack made a streaming read look random forever.
+const seqSlack = 8 << 20
 
 // Create creates (or, without O_EXCL, opens an existing regular file)
 // name in parent and opens it: one metaserver call that also registers the

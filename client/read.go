@@ -12,6 +12,10 @@ import (
 // readFanout bounds the blocks one read fetches at the same time.
 const readFanout = 8
 
+// readAround is the least a random read fetches from its start (within
+// its block).
+const readAround = 1 << 20
+
 // blockPiece is a run of a read that lives in a block: bytes [off, off+n)
 // of block b, going to dst.
 type blockPiece struct {
@@ -153,10 +157,15 @@ func (c *Client) fetchBlock(ctx context.Context, ps []blockPiece, seq bool) erro
 		first = 0
 		last = b.pages() - 1
 	} else {
+		// A random read fetches what it needs and at least readAround
+		// bytes from its start, in one request: the kernel splits a
+		// player's 1 MiB seek into several smaller reads, which then find
+		// their pages in the cache instead of fetching one page each.
 		for _, p := range ps {
 			first = min(first, p.off/pageSize)
-			last = max(last, (p.off+p.n-1)/pageSize)
+			last = max(last, (p.off+max(p.n, readAround)-1)/pageSize)
 		}
+		last = min(last, b.pages()-1)
 	}
 	pages, err := c.fetchPages(ctx, b, first, last)
 	if err != nil {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -118,9 +120,28 @@ func Mount(ctx context.Context, c *client.Client, mountpoint string, opt Options
 		<-m.served
 		return nil, fmt.Errorf("fusefs: mount %s: %w", mountpoint, err)
 	}
+	if opt.ReadAheadKB > 0 {
+		if err := setReadAhead(mountpoint, opt.ReadAheadKB); err != nil {
+			log.Warn("read-ahead window left at the kernel default", "err", err)
+		}
+	}
 	log.Info("mounted", "mountpoint", mountpoint, "allow_other", opt.AllowOther,
-		"entry_timeout", opt.EntryTimeout, "attr_timeout", opt.AttrTimeout)
+		"entry_timeout", opt.EntryTimeout, "attr_timeout", opt.AttrTimeout, "read_ahead_kb", opt.ReadAheadKB)
 	return m, nil
+}
+
+// setReadAhead sets the read-ahead window of the mounted filesystem's
+// backing device info, /sys/class/bdi/MAJOR:MINOR/read_ahead_kb.
+func setReadAhead(mountpoint string, kb int) error {
+	var st syscall.Stat_t
+	if err := syscall.Stat(mountpoint, &st); err != nil {
+		return fmt.Errorf("fusefs: read-ahead: %w", err)
+	}
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	if err := os.WriteFile(p, []byte(strconv.Itoa(kb)), 0); err != nil {
+		return fmt.Errorf("fusefs: read-ahead: %w", err)
+	}
+	return nil
 }
 
 // checkMountpoint refuses a mount point that is not a directory, and

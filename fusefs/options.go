@@ -26,6 +26,13 @@ type Options struct {
 	// bytes: a multiple of 4096 up to 1 MiB (the kernel's limit of 256
 	// pages). The kernel's read-ahead window is set to the same size.
 	MaxWrite int
+	// ReadAheadKB is the kernel's read-ahead window for the mount, set
+	// through /sys/class/bdi after mounting (FUSE itself caps it at the
+	// kernel default of 128 KiB, whatever the daemon asks for). A larger
+	// window lets a streaming read arrive as MaxWrite-sized requests
+	// instead of 128 KiB ones. 0 leaves the kernel's default; setting it
+	// needs root, and failing to is only logged.
+	ReadAheadKB int
 	// AllowOther lets users other than the one who mounted access the
 	// filesystem (mount option allow_other). The kernel still checks
 	// permissions against the attributes (default_permissions is always
@@ -52,6 +59,7 @@ func DefaultOptions() Options {
 		AttrTimeout:     time.Second,
 		NegativeTimeout: 0,
 		MaxWrite:        fuse.MAX_KERNEL_WRITE,
+		ReadAheadKB:     8 << 10,
 		AllowOther:      os.Geteuid() == 0,
 		FsName:          "reelfs",
 	}
@@ -69,6 +77,8 @@ func (o Options) Validate() error {
 	case o.MaxWrite < 4096 || o.MaxWrite > fuse.MAX_KERNEL_WRITE || o.MaxWrite%4096 != 0:
 		return fmt.Errorf("%w: MaxWrite %d is not a multiple of 4096 in [4096, %d]",
 			ErrBadOptions, o.MaxWrite, fuse.MAX_KERNEL_WRITE)
+	case o.ReadAheadKB < 0 || o.ReadAheadKB > 1<<20:
+		return fmt.Errorf("%w: ReadAheadKB %d outside [0, %d]", ErrBadOptions, o.ReadAheadKB, 1<<20)
 	case o.FsName == "":
 		return fmt.Errorf("%w: empty FsName", ErrBadOptions)
 	case strings.ContainsAny(o.FsName, " \t\n\x00"):
