@@ -60,8 +60,8 @@ func metaCommand() command {
 				if err != nil {
 					return err
 				}
-				cfg.Logger.Info("metaserver listening", "addr", s.Addr(), "dir", cfg.Dir)
-				return s.Run(ctx)
+				return s.Run(ctx) // Run logs the address it serves on
+
 			}
 		},
 	}
@@ -86,8 +86,7 @@ func chunkCommand() command {
 				if err != nil {
 					return err
 				}
-				cfg.Logger.Info("chunkserver listening", "addr", s.Addr(), "group", cfg.Group, "dir", cfg.Dir)
-				return s.Run(ctx)
+				return s.Run(ctx) // Run logs the address it serves on
 			}
 		},
 	}
