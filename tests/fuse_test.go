@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -39,11 +40,8 @@ func needFUSE(t *testing.T) {
 
 // mountProc is a `reelfs mount` process of its own.
 type mountProc struct {
-	t    *testing.T
-	dir  string
-	cmd  *exec.Cmd
-	done chan error
-	log  *lockedBuffer
+	*proc
+	dir string
 }
 
 // startMount mounts the cluster at dir with a separate process and waits
@@ -53,45 +51,19 @@ func startMount(t *testing.T, c *cluster, dir string, extra ...string) *mountPro
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	m := &mountProc{t: t, dir: dir, log: &lockedBuffer{}, done: make(chan error, 1)}
 	args := append([]string{"mount", "--meta", c.meta}, extra...)
-	m.cmd = exec.Command(reelfsBin, append(args, dir)...)
-	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
-	if err := m.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { m.done <- m.cmd.Wait() }()
+	m := &mountProc{proc: startProc(t, append(args, dir)...), dir: dir}
 	eventually(t, 30*time.Second, "mount "+dir+" live", func() bool {
-		select {
-		case err := <-m.done:
-			t.Fatalf("reelfs mount exited: %v\n%s", err, m.log.String())
-		default:
+		if m.exited() {
+			t.Fatalf("reelfs mount exited: %v\n%s", m.err, m.log.String())
 		}
 		return isFUSEMount(dir)
 	})
-	t.Cleanup(m.stop)
-	return m
-}
-
-func (m *mountProc) stop() {
-	select {
-	case <-m.done:
+	t.Cleanup(func() {
+		m.stop(t, 30*time.Second)
 		exec.Command("fusermount3", "-u", "-z", m.dir).Run()
-		return
-	default:
-	}
-	m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-m.done:
-		if err != nil {
-			m.t.Errorf("reelfs mount did not exit cleanly: %v\n%s", err, tail(m.log.String(), 3000))
-		}
-	case <-time.After(30 * time.Second):
-		m.cmd.Process.Kill()
-		<-m.done
-		m.t.Errorf("reelfs mount ignored SIGTERM\n%s", tail(m.log.String(), 3000))
-	}
-	exec.Command("fusermount3", "-u", "-z", m.dir).Run()
+	})
+	return m
 }
 
 // isFUSEMount reports whether dir is the root of a reelfs FUSE mount.
@@ -536,9 +508,7 @@ func TestKill9MountDuringCopy(t *testing.T) {
 		st, err := os.Stat(filepath.Join(mnt, "big"))
 		return err == nil && st.Size() > 32<<20
 	})
-	m.cmd.Process.Kill() // kill -9 of the mount process mid-copy
-	<-m.done
-	m.done <- nil
+	m.kill() // kill -9 of the mount process mid-copy
 	cp.Wait()
 
 	if _, err := os.Stat(filepath.Join(mnt, "0")); err == nil {
@@ -631,7 +601,7 @@ func TestErrnosOnMount(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range blockFiles(t, c) {
-		if !contains(before, p) {
+		if !slices.Contains(before, p) {
 			flipByte(t, p)
 		}
 	}
@@ -657,13 +627,4 @@ func TestENOSPCOnMount(t *testing.T) {
 	if !errors.Is(werr, syscall.ENOSPC) && !errors.Is(cerr, syscall.ENOSPC) {
 		t.Fatalf("write to a full cluster: write %v, close %v; want ENOSPC", werr, cerr)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

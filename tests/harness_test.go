@@ -72,9 +72,71 @@ type cluster struct {
 	mount  string
 	secret string // sent by cli when set
 	extra  []string
-	cmd    *exec.Cmd
-	done   chan error
-	log    *lockedBuffer
+	p      *proc         // the running server
+	log    *lockedBuffer // its output, stdout lines prefixed
+}
+
+// proc is a reelfs process a test started.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  *lockedBuffer
+	done chan struct{} // closed once the process has exited
+	err  error         // how it exited; read after done
+}
+
+// launch starts cmd, whose output the caller has wired to log, and
+// watches for its exit.
+func launch(t testing.TB, name string, cmd *exec.Cmd, log *lockedBuffer) *proc {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{name: name, cmd: cmd, log: log, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	return p
+}
+
+// startProc runs `reelfs args...` with its output in a fresh log.
+func startProc(t testing.TB, args ...string) *proc {
+	t.Helper()
+	log := &lockedBuffer{}
+	cmd := exec.Command(reelfsBin, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	return launch(t, args[0], cmd, log)
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM and reports a process that does not exit cleanly
+// within grace (it is then killed).
+func (p *proc) stop(t testing.TB, grace time.Duration) {
+	if p.exited() {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Errorf("reelfs %s did not exit cleanly: %v\n%s", p.name, p.err, tail(p.log.String(), 4000))
+		}
+	case <-time.After(grace):
+		p.kill()
+		t.Errorf("reelfs %s ignored SIGTERM for %s\n%s", p.name, grace, tail(p.log.String(), 4000))
+	}
+}
+
+// kill kills the process without warning, as a crash would, and waits.
+func (p *proc) kill() {
+	p.cmd.Process.Kill()
+	<-p.done
 }
 
 type clusterOpts struct {
@@ -109,16 +171,13 @@ func (c *cluster) args() []string {
 func (c *cluster) start() {
 	c.t.Helper()
 	c.log = &lockedBuffer{}
-	c.cmd = exec.Command(reelfsBin, c.args()...)
-	c.cmd.Stderr = c.log
-	stdout, err := c.cmd.StdoutPipe()
+	cmd := exec.Command(reelfsBin, c.args()...)
+	cmd.Stderr = c.log
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if err := c.cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	c.done = make(chan error, 1)
+	c.p = launch(c.t, "server", cmd, c.log)
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -130,11 +189,10 @@ func (c *cluster) start() {
 			}
 		}
 	}()
-	go func() { c.done <- c.cmd.Wait() }()
 	select {
 	case <-ready:
-	case err := <-c.done:
-		c.t.Fatalf("reelfs server exited at start: %v\n%s", err, c.log.String())
+	case <-c.p.done:
+		c.t.Fatalf("reelfs server exited at start: %v\n%s", c.p.err, c.log.String())
 	case <-time.After(60 * time.Second):
 		c.t.Fatalf("reelfs server did not start in 60s\n%s", c.log.String())
 	}
@@ -142,34 +200,21 @@ func (c *cluster) start() {
 
 // stop sends SIGTERM and waits for a graceful exit.
 func (c *cluster) stop() {
-	if c.cmd == nil || c.cmd.Process == nil {
+	if c.p == nil {
 		return
 	}
-	select {
-	case <-c.done:
-		return
-	default:
-	}
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-c.done:
-		if err != nil {
-			c.t.Errorf("reelfs server did not exit cleanly: %v\n%s", err, tail(c.log.String(), 4000))
-		}
-	case <-time.After(60 * time.Second):
-		c.cmd.Process.Kill()
-		<-c.done
-		c.t.Errorf("reelfs server ignored SIGTERM for 60s\n%s", tail(c.log.String(), 4000))
-	}
-	if c.mount != "" {
-		exec.Command("fusermount3", "-u", "-z", c.mount).Run()
-	}
+	c.p.stop(c.t, 60*time.Second)
+	c.unmount()
 }
 
 // kill9 kills the server without warning, as a crash would.
 func (c *cluster) kill9() {
-	c.cmd.Process.Kill()
-	<-c.done
+	c.p.kill()
+	c.unmount()
+}
+
+// unmount clears the server's mount point, also after a crash.
+func (c *cluster) unmount() {
 	if c.mount != "" {
 		exec.Command("fusermount3", "-u", "-z", c.mount).Run()
 	}

@@ -4,43 +4,18 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
 
-// daemon is one reelfs daemon started as its own process.
-type daemon struct {
-	cmd  *exec.Cmd
-	done chan error
-	log  *lockedBuffer
-}
-
-func startDaemon(t *testing.T, args ...string) *daemon {
+// startDaemon starts one reelfs daemon as its own process, stopped when
+// the test ends.
+func startDaemon(t *testing.T, args ...string) {
 	t.Helper()
-	d := &daemon{log: &lockedBuffer{}, done: make(chan error, 1)}
-	d.cmd = exec.Command(reelfsBin, args...)
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.done <- d.cmd.Wait() }()
-	t.Cleanup(func() {
-		d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-d.done:
-			if err != nil {
-				t.Errorf("reelfs %s did not exit cleanly: %v\n%s", args[0], err, tail(d.log.String(), 2000))
-			}
-		case <-time.After(30 * time.Second):
-			d.cmd.Process.Kill()
-			t.Errorf("reelfs %s ignored SIGTERM", args[0])
-		}
-	})
-	return d
+	d := startProc(t, args...)
+	t.Cleanup(func() { d.stop(t, 30*time.Second) })
 }
 
 // TestSeparateProcesses runs the cluster as separate processes, as

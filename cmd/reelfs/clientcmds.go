@@ -64,9 +64,12 @@ func remotePath(p string) string {
 	return path.Clean(p)
 }
 
-// describe rewrites a wire error into the words a user expects.
+// describe rewrites a wire error into the words a user expects; nil stays
+// nil.
 func describe(p string, err error) error {
 	switch {
+	case err == nil:
+		return nil
 	case errors.Is(err, wire.ErrNotFound):
 		return fmt.Errorf("%s: no such file or directory", p)
 	case errors.Is(err, wire.ErrExist):
@@ -145,15 +148,7 @@ func put(ctx context.Context, c *client.Client, e *env, local, remote string, pr
 		f.Close(ctx)
 		return describe(dst, err)
 	}
-	return describe2(dst, f.Close(ctx))
-}
-
-// describe2 is describe for a possibly nil error.
-func describe2(p string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return describe(p, err)
+	return describe(dst, f.Close(ctx))
 }
 
 func getCommand() command {
@@ -390,7 +385,7 @@ func mvCommand() command {
 					if a, err := c.Resolve(ctx, to); err == nil && a.IsDir() {
 						to = path.Join(to, path.Base(from))
 					}
-					return describe2(from, c.RenamePath(ctx, from, to))
+					return describe(from, c.RenamePath(ctx, from, to))
 				})
 			}
 		},

@@ -294,23 +294,29 @@ func runServer(ctx context.Context, sp serverSpec) error {
 	for _, cs := range chunks {
 		back.Go(func() error { return cs.Run(backCtx) })
 	}
+	frontCtx, stopFront := context.WithCancel(ctx)
+	defer stopFront()
+	front, frontCtx := errgroup.WithContext(frontCtx)
+	// abort stops whatever has started, front before back, and returns err.
+	abort := func(err error) error {
+		stopFront()
+		front.Wait()
+		stopBack()
+		back.Wait()
+		return err
+	}
 
 	ccfg := client.DefaultConfig()
 	ccfg.Meta, ccfg.Secret, ccfg.Logger = meta.Addr(), sp.secret, sp.log.With("daemon", "client")
 	c, err := client.New(ccfg)
 	if err != nil {
-		stopBack()
-		back.Wait()
-		return err
+		return abort(err)
 	}
 	defer c.Close()
 	if err := waitHealthy(ctx, c, len(chunks)); err != nil {
-		stopBack()
-		back.Wait()
-		return err
+		return abort(err)
 	}
 
-	front, frontCtx := errgroup.WithContext(ctx)
 	var url string
 	if sp.http != "" {
 		hcfg := httpd.DefaultConfig()
@@ -318,24 +324,20 @@ func runServer(ctx context.Context, sp serverSpec) error {
 		hcfg.Logger, hcfg.AccessLog = sp.log.With("daemon", "httpd"), true
 		h, err := httpd.New(hcfg, httpd.FromClient(c))
 		if err != nil {
-			stopBack()
-			back.Wait()
-			return err
+			return abort(err)
 		}
 		url = "http://" + h.Addr() + "/"
 		front.Go(func() error { return h.Run(frontCtx) })
 	}
 	if sp.mount != "" {
 		if err := os.MkdirAll(sp.mount, 0o755); err != nil {
-			return err
+			return abort(err)
 		}
 		opt := sp.mountOpt
 		opt.Logger = sp.log.With("daemon", "mount")
 		m, err := fusefs.Mount(frontCtx, c, sp.mount, opt)
 		if err != nil {
-			stopBack()
-			back.Wait()
-			return fmt.Errorf("mount %s: %w", sp.mount, err)
+			return abort(fmt.Errorf("mount %s: %w", sp.mount, err))
 		}
 		front.Go(func() error { return waitMount(frontCtx, m) })
 	}
