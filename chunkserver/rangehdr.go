@@ -2,19 +2,15 @@ package chunkserver
 
 import (
 	"fmt"
-	"math"
 	"strings"
 
+	"github.com/reelfs/reelfs/internal/byterange"
 	"github.com/reelfs/reelfs/internal/wire"
 )
 
 // rangeSpec is the one byte range of a Range header (RFC 9110 14.1.1):
 // "bytes=first-last", "bytes=first-" or "bytes=-suffix".
-type rangeSpec struct {
-	first  int64 // -1 for a suffix range
-	last   int64 // -1 when open-ended; inclusive otherwise
-	suffix int64 // length of a suffix range
-}
+type rangeSpec struct{ byterange.Spec }
 
 // parseRange parses a Range header value holding one byte range. Syntax
 // errors and several ranges are EINVAL. Positions past the largest int64
@@ -35,73 +31,30 @@ func parseRange(h string) (rangeSpec, error) {
 	if strings.Contains(set, ",") {
 		return bad("multiple ranges are not supported")
 	}
-	set = strings.Trim(set, " \t")
-	a, b, ok := strings.Cut(set, "-")
+	spec, ok := byterange.Parse(strings.Trim(set, " \t"))
 	if !ok {
-		return bad("missing '-'")
+		return bad("want first-last, first- or -suffix with first <= last")
 	}
-	if a == "" {
-		n, ok := parseDigits(b)
-		if !ok {
-			return bad("suffix length is not a number")
-		}
-		return rangeSpec{first: -1, last: -1, suffix: n}, nil
-	}
-	first, ok := parseDigits(a)
-	if !ok {
-		return bad("first byte is not a number")
-	}
-	if b == "" {
-		return rangeSpec{first: first, last: -1}, nil
-	}
-	last, ok := parseDigits(b)
-	if !ok {
-		return bad("last byte is not a number")
-	}
-	if last < first {
-		return bad("last byte before first byte")
-	}
-	return rangeSpec{first: first, last: last}, nil
-}
-
-// parseDigits parses a non-empty string of ASCII digits, saturating at
-// math.MaxInt64.
-func parseDigits(s string) (int64, bool) {
-	if s == "" {
-		return 0, false
-	}
-	var v int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := int64(c - '0')
-		if v > (math.MaxInt64-d)/10 {
-			v = math.MaxInt64
-			continue
-		}
-		v = v*10 + d
-	}
-	return v, true
+	return rangeSpec{spec}, nil
 }
 
 // resolve turns the range into offset and length within a block of size
 // bytes, or ErrUnsatisfiable when it names no byte of it.
 func (r rangeSpec) resolve(size int64) (off, n int64, err error) {
-	if r.first < 0 {
-		if r.suffix == 0 || size == 0 {
-			return 0, 0, fmt.Errorf("%w: suffix of %d bytes of a %d-byte block", ErrUnsatisfiable, r.suffix, size)
-		}
-		n = min(r.suffix, size)
-		return size - n, n, nil
+	off, n, ok := r.Resolve(size)
+	if !ok {
+		return 0, 0, fmt.Errorf("%w: %s of a %d-byte block", ErrUnsatisfiable, r, size)
 	}
-	if r.first >= size {
-		return 0, 0, fmt.Errorf("%w: first byte %d of a %d-byte block", ErrUnsatisfiable, r.first, size)
+	return off, n, nil
+}
+
+// String shows the range as it was asked for.
+func (r rangeSpec) String() string {
+	switch {
+	case r.First < 0:
+		return fmt.Sprintf("suffix of %d bytes", r.Suffix)
+	case r.Last < 0:
+		return fmt.Sprintf("bytes %d-", r.First)
 	}
-	last := r.last
-	if last < 0 || last >= size {
-		last = size - 1
-	}
-	return r.first, last - r.first + 1, nil
+	return fmt.Sprintf("bytes %d-%d", r.First, r.Last)
 }

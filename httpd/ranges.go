@@ -1,10 +1,11 @@
 package httpd
 
 import (
-	"math"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/reelfs/reelfs/internal/byterange"
 )
 
 // byteRange is a satisfiable range of a representation: length > 0 bytes
@@ -111,60 +112,12 @@ func parseRange(h string, size int64, maxRanges int) ([]byteRange, rangeDecision
 // parseSpec parses one byte-range-spec. valid is false when it breaks the
 // grammar; ok is false when it is valid but not satisfiable.
 func parseSpec(spec string, size int64) (r byteRange, ok, valid bool) {
-	dash := strings.IndexByte(spec, '-')
-	if dash < 0 {
-		return byteRange{}, false, false
-	}
-	if dash == 0 { // suffix-range: the last n bytes
-		n, valid := parseDigits(spec[1:])
-		if !valid {
-			return byteRange{}, false, false
-		}
-		if n == 0 || size == 0 {
-			return byteRange{}, false, true
-		}
-		n = min(n, size)
-		return byteRange{start: size - n, length: n}, true, true
-	}
-	first, valid := parseDigits(spec[:dash])
+	sp, valid := byterange.Parse(spec)
 	if !valid {
 		return byteRange{}, false, false
 	}
-	last := int64(math.MaxInt64)
-	if rest := spec[dash+1:]; rest != "" {
-		if last, valid = parseDigits(rest); !valid {
-			return byteRange{}, false, false
-		}
-		if last < first {
-			return byteRange{}, false, false
-		}
-	}
-	if first >= size {
-		return byteRange{}, false, true
-	}
-	last = min(last, size-1)
-	return byteRange{start: first, length: last - first + 1}, true, true
-}
-
-// parseDigits parses 1*DIGIT, saturating at math.MaxInt64.
-func parseDigits(s string) (int64, bool) {
-	if s == "" {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := int64(c - '0')
-		if n > (math.MaxInt64-d)/10 {
-			n = math.MaxInt64
-			continue
-		}
-		n = n*10 + d
-	}
-	return n, true
+	start, n, ok := sp.Resolve(size)
+	return byteRange{start: start, length: n}, ok, true
 }
 
 // coalesce returns ranges unchanged when no two overlap, else their union
