@@ -33,15 +33,25 @@ func (c *core) setAttr(ctx context.Context, req *wire.SetAttrReq) (wire.Attr, er
 		return wire.Attr{}, errInval("size %d is past the largest file", req.Size)
 	}
 	attr, err := c.setAttrLocked(req)
+	if err == nil {
+		err = c.durable(ctx, req.Sync)
+	}
 	if err != nil {
 		return wire.Attr{}, err
 	}
-	if req.Sync {
-		if err := c.syncer.wait(ctx); err != nil {
-			return wire.Attr{}, ioError("sync", err)
-		}
-	}
 	return attr, nil
+}
+
+// durable returns, when sync is set, only after a synced write that
+// covers every change made so far (the group commit).
+func (c *core) durable(ctx context.Context, sync bool) error {
+	if !sync {
+		return nil
+	}
+	if err := c.syncer.wait(ctx); err != nil {
+		return ioError("sync", err)
+	}
+	return nil
 }
 
 func (c *core) setAttrLocked(req *wire.SetAttrReq) (wire.Attr, error) {
@@ -237,13 +247,11 @@ func (c *core) commit(ctx context.Context, req *wire.CommitReq) (wire.Attr, erro
 		}
 	}
 	attr, err := c.commitLocked(req)
+	if err == nil {
+		err = c.durable(ctx, req.Sync)
+	}
 	if err != nil {
 		return wire.Attr{}, err
-	}
-	if req.Sync {
-		if err := c.syncer.wait(ctx); err != nil {
-			return wire.Attr{}, ioError("sync", err)
-		}
 	}
 	return attr, nil
 }
