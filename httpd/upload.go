@@ -25,19 +25,28 @@ const uploadPrefix = ".reelfs-upload-"
 // checkWrite enforces the write rules: with a Secret, a Bearer token equal
 // to it (401 otherwise); without one, AllowAnonymousWrites (403 otherwise).
 func (s *Server) checkWrite(x *exchange) bool {
-	if s.cfg.Secret != "" {
-		if !wire.Authorized(x.ctx, s.cfg.Secret) {
-			x.ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="reelfs"`)
-			s.fail(x, fasthttp.StatusUnauthorized, "writes need Authorization: Bearer <cluster secret>")
-			return false
-		}
+	switch status, why := s.writeRefusal(x.ctx); status {
+	case 0:
 		return true
-	}
-	if !s.cfg.AllowAnonymousWrites {
-		s.fail(x, fasthttp.StatusForbidden, "writes need a cluster secret")
+	case fasthttp.StatusUnauthorized:
+		x.ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="reelfs"`)
+		fallthrough
+	default:
+		s.fail(x, status, why)
 		return false
 	}
-	return true
+}
+
+// writeRefusal decides the write rules for a request: 0 when it may
+// write, else the status and reason to refuse it with.
+func (s *Server) writeRefusal(ctx *fasthttp.RequestCtx) (int, string) {
+	switch {
+	case s.cfg.Secret != "" && !wire.Authorized(ctx, s.cfg.Secret):
+		return fasthttp.StatusUnauthorized, "writes need Authorization: Bearer <cluster secret>"
+	case s.cfg.Secret == "" && !s.cfg.AllowAnonymousWrites:
+		return fasthttp.StatusForbidden, "writes need a cluster secret"
+	}
+	return 0, ""
 }
 
 // expect answers "Expect: 100-continue" before any body is read: an
@@ -48,11 +57,8 @@ func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
 	if !ctx.IsPut() {
 		return fasthttp.StatusContinue
 	}
-	switch {
-	case s.cfg.Secret != "" && !wire.Authorized(ctx, s.cfg.Secret):
-		return fasthttp.StatusUnauthorized
-	case s.cfg.Secret == "" && !s.cfg.AllowAnonymousWrites:
-		return fasthttp.StatusForbidden
+	if status, _ := s.writeRefusal(ctx); status != 0 {
+		return status
 	}
 	return fasthttp.StatusContinue
 }
