@@ -205,3 +205,32 @@ func TestCloseLifecycle(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// TestRunWithEndedContext: a context that has ended before Serve starts
+// (a server aborting its start-up) still makes Run return and release the
+// listener. Shutdown alone does not stop a Serve that starts after it.
+func TestRunWithEndedContext(t *testing.T) {
+	for i := 0; i < 20; i++ { // the race is between Serve starting and shutdown
+		cfg := DefaultConfig()
+		cfg.Listen = "127.0.0.1:0"
+		s, err := New(cfg, newFakeFS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Run with an ended context: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Run with an ended context never returned: Serve kept accepting")
+		}
+		if _, err := net.Dial("tcp", s.Addr()); err == nil {
+			t.Fatal("listener still accepting after Run returned")
+		}
+	}
+}

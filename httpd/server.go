@@ -138,7 +138,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := s.srv.Serve(s.ln); err != nil {
+		if err := s.srv.Serve(s.ln); err != nil && gctx.Err() == nil {
 			return fmt.Errorf("httpd: serve: %w", err)
 		}
 		return nil
@@ -161,6 +161,10 @@ func (s *Server) shutdown() {
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	err := s.srv.ShutdownWithContext(sctx)
 	cancel()
+	// Shutdown only closes listeners Serve has registered; when Run's
+	// context ended before Serve got that far, closing the listener here
+	// makes that late Serve return instead of accepting forever.
+	s.ln.Close()
 	s.stop()
 	if err != nil {
 		s.log.Warn("shutdown: aborting transfers still in flight", "err", err)
