@@ -74,6 +74,10 @@ func usage(w io.Writer) {
 }
 
 func main() {
+	if err := startPprof(os.Getenv("REELFS_PPROF"), os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "reelfs:", err)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
 	stop()
