@@ -36,6 +36,11 @@ type Config struct {
 	HeartbeatEvery time.Duration
 	// BinlogKeep is how many of the newest binlog entries are retained.
 	BinlogKeep int
+	// TrailerCache is how many decoded block trailers are kept in memory
+	// (least recently used go first), so a warm read of a block skips the
+	// read of its trailer. Each takes at most about 350 bytes, so the
+	// default of 65,536 costs at most about 23 MiB. 0 disables the cache.
+	TrailerCache int
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -49,6 +54,7 @@ func DefaultConfig() Config {
 		Reserve:        256 << 20,
 		HeartbeatEvery: 2 * time.Second,
 		BinlogKeep:     1_000_000,
+		TrailerCache:   64 << 10,
 	}
 }
 
@@ -91,6 +97,9 @@ func (c Config) Validate() error {
 	}
 	if c.BinlogKeep < 1 {
 		return bad("BinlogKeep must be at least 1, got %d", c.BinlogKeep)
+	}
+	if c.TrailerCache < 0 {
+		return bad("TrailerCache must be 0 (off) or more, got %d", c.TrailerCache)
 	}
 	return nil
 }

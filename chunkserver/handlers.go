@@ -169,53 +169,71 @@ func parseCRCHeader(h []byte) (uint32, bool) {
 }
 
 // getBlock serves GET (whole block or one Range) and HEAD. Every byte sent
-// was verified against its CRC32C in this request.
+// was verified against its CRC32C in this request; the range is checked
+// against the length in the block's trailer.
 func (s *Server) getBlock(ctx *fasthttp.RequestCtx, id uint64, head bool) {
-	bf, err := s.store.Open(context.Background(), id)
-	if err != nil {
-		s.replyStoreError(ctx, err)
-		return
-	}
-	defer bf.Close()
-	size := bf.Size()
 	if head {
+		bf, err := s.store.Open(context.Background(), id)
+		if err != nil {
+			s.replyStoreError(ctx, err)
+			return
+		}
+		size := bf.Size()
+		bf.Close()
 		ctx.Response.Header.Set(fasthttp.HeaderAcceptRanges, "bytes")
 		ctx.SetContentType("application/octet-stream")
 		ctx.Response.Header.SetContentLength(int(size))
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		return
 	}
-	off, n, status := int64(0), size, fasthttp.StatusOK
+	var spec *rangeSpec
 	if h := ctx.Request.Header.Peek(fasthttp.HeaderRange); h != nil {
-		spec, err := parseRange(string(h))
+		sp, err := parseRange(string(h))
 		if err != nil {
 			wire.ReplyError(ctx, err)
 			return
 		}
-		off, n, err = spec.resolve(size)
+		spec = &sp
+	}
+	// pick runs once the store knows the block's length; a range that
+	// names no byte of it is remembered for the 416 below.
+	var rangeErr error
+	var rangeSize int64
+	pick := func(size int64) (int64, int64, error) {
+		rangeErr = nil
+		if spec == nil {
+			return 0, size, nil
+		}
+		off, n, err := spec.resolve(size)
 		if err != nil {
-			ctx.Response.Header.Set(fasthttp.HeaderContentRange, fmt.Sprintf("bytes */%d", size))
+			rangeErr, rangeSize = err, size
+		}
+		return off, n, err
+	}
+	bufp := s.bufs.Get().(*[]byte)
+	rr, err := s.store.ReadRange(context.Background(), id, pick, *bufp)
+	if err != nil {
+		s.bufs.Put(bufp)
+		if rangeErr != nil && errors.Is(err, ErrUnsatisfiable) {
+			ctx.Response.Header.Set(fasthttp.HeaderContentRange, fmt.Sprintf("bytes */%d", rangeSize))
 			replyStatus(ctx, fasthttp.StatusRequestedRangeNotSatisfiable, wire.Errorf(wire.ErrRange,
 				"chunkserver: block %s: %v", wire.BlockName(id), err))
 			return
 		}
-		status = fasthttp.StatusPartialContent
-	}
-	bufp := s.bufs.Get().(*[]byte)
-	data, err := bf.ReadRange(off, n, *bufp)
-	if err != nil {
-		s.bufs.Put(bufp)
 		s.replyStoreError(ctx, err)
 		return
 	}
+	n := int64(len(rr.Data))
 	ctx.Response.Header.Set(fasthttp.HeaderAcceptRanges, "bytes")
-	if status == fasthttp.StatusPartialContent {
-		ctx.Response.Header.Set(fasthttp.HeaderContentRange, fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size))
+	status := fasthttp.StatusOK
+	if spec != nil {
+		status = fasthttp.StatusPartialContent
+		ctx.Response.Header.Set(fasthttp.HeaderContentRange, fmt.Sprintf("bytes %d-%d/%d", rr.Off, rr.Off+n-1, rr.Size))
 	}
 	ctx.SetContentType("application/octet-stream")
 	ctx.SetStatusCode(status)
 	body := &pooledBody{buf: bufp, pool: &s.bufs}
-	body.Reset(data)
+	body.Reset(rr.Data)
 	// fasthttp writes the stream with bytes.Reader's WriteTo (no copy into
 	// a response buffer) and then calls Close, which recycles the buffer.
 	ctx.Response.SetBodyStream(body, int(n))

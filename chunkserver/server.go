@@ -28,6 +28,7 @@ import (
 type blockStore interface {
 	Put(ctx context.Context, id uint64, data []byte) (created bool, err error)
 	Open(ctx context.Context, id uint64) (*BlockFile, error)
+	ReadRange(ctx context.Context, id uint64, pick func(size int64) (off, n int64, err error), buf []byte) (RangeRead, error)
 	Delete(ctx context.Context, id uint64) error
 	List(ctx context.Context, after uint64, limit int, before int64) (wire.BlockList, error)
 	Usage() Usage
@@ -141,10 +142,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.binlog = blog
 	store, err := OpenDiskStore(context.Background(), cfg.Dir, StoreOptions{
-		Name:    s.id + "@" + s.addr,
-		Reserve: cfg.Reserve,
-		Changes: blog,
-		Logger:  s.log,
+		Name:         s.id + "@" + s.addr,
+		Reserve:      cfg.Reserve,
+		Changes:      blog,
+		Logger:       s.log,
+		TrailerCache: cfg.TrailerCache,
 	})
 	if err != nil {
 		return nil, err

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -40,6 +39,10 @@ type StoreOptions struct {
 	Changes ChangeLog
 	// Logger receives startup and damage reports; nil discards them.
 	Logger *slog.Logger
+	// TrailerCache is how many decoded block trailers (up to 276 bytes of
+	// CRCs each, about 350 bytes with overhead) are kept in memory so warm
+	// reads skip the trailer pread; 0 disables the cache.
+	TrailerCache int
 }
 
 // Usage is the store's content.
@@ -84,6 +87,10 @@ type DiskStore struct {
 	dirMu sync.Mutex
 	dirs  map[uint16]bool
 
+	// trailers caches decoded trailers; see trailerCache for how Put and
+	// Delete keep it from serving a trailer of a replaced file.
+	trailers *trailerCache
+
 	// mu guards idx and closed.
 	mu     sync.RWMutex
 	idx    index
@@ -109,6 +116,10 @@ func OpenDiskStore(ctx context.Context, dir string, opts StoreOptions) (*DiskSto
 	if s.name == "" {
 		s.name = dir
 	}
+	if opts.TrailerCache < 0 {
+		return nil, fmt.Errorf("chunkserver: open store: trailer cache of %d entries", opts.TrailerCache)
+	}
+	s.trailers = newTrailerCache(opts.TrailerCache)
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("chunkserver: open store: %w", err)
 	}
@@ -266,22 +277,45 @@ func (s *DiskStore) Put(ctx context.Context, id uint64, data []byte) (created bo
 		return false, wire.Errorf(wire.ErrNoSpace, "chunkserver %s: put %s: %d bytes free, %d needed plus a reserve of %d",
 			s.name, wire.BlockName(id), space.Avail, need, s.reserve)
 	}
-	mtime, err := s.writeFile(id, path, data)
+	dir, mtime, err := s.writeFile(id, path, data)
 	if err != nil {
 		return false, fmt.Errorf("chunkserver: put %s: %w", wire.BlockName(id), err)
 	}
-	if s.changes != nil {
-		e := wire.BinlogEntry{Op: wire.BinlogPut, ID: id, Size: uint32(len(data)), Time: mtime}
-		if _, err := s.changes.Append(context.WithoutCancel(ctx), e); err != nil {
-			// The block is durable but unlogged: index it so it is listed
-			// and served, and fail the PUT so the client knows the group
-			// may not learn of it.
-			s.indexPut(blockMeta{id: id, size: uint32(len(data)), mtime: mtime})
-			return false, fmt.Errorf("chunkserver: put %s: %w", wire.BlockName(id), err)
-		}
+	// The new file is under the block's name now: no read may go on
+	// with a trailer decoded from the file it replaced.
+	s.trailers.invalidate(id)
+	meta := blockMeta{id: id, size: uint32(len(data)), mtime: mtime}
+	if err := s.commit(ctx, meta, dir); err != nil {
+		// The block is in place but its directory entry or its binlog
+		// entry may not be durable: index it so it is listed and served
+		// (as it is on disk), and fail the PUT so the client knows it may
+		// be lost or the group may not learn of it.
+		s.indexPut(meta)
+		return false, fmt.Errorf("chunkserver: put %s: %w", wire.BlockName(id), err)
 	}
-	s.indexPut(blockMeta{id: id, size: uint32(len(data)), mtime: mtime})
+	s.indexPut(meta)
 	return true, nil
+}
+
+// commit makes a block file that was just renamed into place durable and
+// logged: it fsyncs its directory and appends the put entry to the change
+// log (which fsyncs the log) at the same time, and returns once both are
+// done. Both only follow the data's own fsync and the rename, so the log
+// can never name a torn block; it may name a block whose directory entry
+// a crash took back, but then the PUT was not acknowledged (see the
+// package documentation).
+func (s *DiskStore) commit(ctx context.Context, m blockMeta, dir string) error {
+	if s.changes == nil {
+		return syncDir(dir)
+	}
+	synced := make(chan error, 1)
+	go func() { synced <- syncDir(dir) }()
+	_, logErr := s.changes.Append(context.WithoutCancel(ctx), wire.BinlogEntry{Op: wire.BinlogPut, ID: m.id, Size: m.size, Time: m.mtime})
+	dirErr := <-synced
+	if dirErr != nil {
+		dirErr = fmt.Errorf("fsync directory: %w", dirErr)
+	}
+	return errors.Join(dirErr, logErr)
 }
 
 func (s *DiskStore) indexPut(m blockMeta) {
@@ -291,9 +325,11 @@ func (s *DiskStore) indexPut(m blockMeta) {
 }
 
 // compare checks the stored copy of id against data: nil when identical,
-// EEXIST when different, ENOENT when absent, CHECKSUM when damaged.
+// EEXIST when different, ENOENT when absent, CHECKSUM when damaged. It
+// reads the trailer from the file, never from the cache, so a PUT finds
+// and replaces a damaged trailer even while reads use a cached copy.
 func (s *DiskStore) compare(id uint64, path string, data []byte) error {
-	b, err := s.openFile(id, path)
+	b, err := s.openFile(id, path, false)
 	if err != nil {
 		return err
 	}
@@ -318,16 +354,16 @@ func (s *DiskStore) compare(id uint64, path string, data []byte) error {
 }
 
 // writeFile writes data and its trailer to a temp file in the block's
-// directory, fsyncs it, renames it over path and fsyncs the directory.
-// It returns the file's mtime.
-func (s *DiskStore) writeFile(id uint64, path string, data []byte) (int64, error) {
+// directory, fsyncs it and renames it over path. It returns the directory,
+// which the caller must fsync, and the file's mtime.
+func (s *DiskStore) writeFile(id uint64, path string, data []byte) (string, int64, error) {
 	dir, err := s.ensureDir(id)
 	if err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	f, err := os.CreateTemp(dir, tempPrefix+wire.BlockName(id)+"-*")
 	if err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	tmp := f.Name()
 	ok := false
@@ -338,29 +374,26 @@ func (s *DiskStore) writeFile(id uint64, path string, data []byte) (int64, error
 		}
 	}()
 	if _, err := f.Write(data); err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	if _, err := f.Write(appendTrailer(make([]byte, 0, maxTrailerLen), data, s.tab)); err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	if err := f.Sync(); err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	if err := f.Close(); err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	ok = true
-	if err := syncDir(dir); err != nil {
-		return 0, err
-	}
-	return fi.ModTime().UnixNano(), nil
+	return dir, fi.ModTime().UnixNano(), nil
 }
 
 // ensureDir creates the leaf directory of id (and its parent) if needed,
@@ -388,34 +421,6 @@ func (s *DiskStore) ensureDir(id uint64) (string, error) {
 	}
 	s.dirs[key] = true
 	return dir, nil
-}
-
-// Open opens block id for reading. The trailer is read and checked here;
-// each ReadRange then verifies the pieces it returns.
-func (s *DiskStore) Open(ctx context.Context, id uint64) (*BlockFile, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := s.checkOpen(); err != nil {
-		return nil, err
-	}
-	return s.openFile(id, s.Path(id))
-}
-
-func (s *DiskStore) openFile(id uint64, path string) (*BlockFile, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, wire.Errorf(wire.ErrNotFound, "chunkserver %s: block %s not found", s.name, wire.BlockName(id))
-	}
-	if err != nil {
-		return nil, wire.Errorf(wire.ErrIO, "chunkserver %s: block %s: %v", s.name, wire.BlockName(id), err)
-	}
-	b := &BlockFile{f: f, id: id, store: s}
-	if err := b.readTrailer(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return b, nil
 }
 
 // Stat returns the indexed size and mtime of block id.
@@ -458,6 +463,7 @@ func (s *DiskStore) Delete(ctx context.Context, id uint64) error {
 	if err != nil {
 		return wire.Errorf(wire.ErrIO, "chunkserver %s: delete %s: %v", s.name, wire.BlockName(id), err)
 	}
+	s.trailers.invalidate(id)
 	s.mu.Lock()
 	m, _ := s.idx.remove(id)
 	s.mu.Unlock()
@@ -547,85 +553,6 @@ func (s *DiskStore) Close() error {
 	}
 	return nil
 }
-
-// BlockFile is an open block, its trailer already checked.
-type BlockFile struct {
-	f     *os.File
-	id    uint64
-	store *DiskStore
-	tr    trailer
-}
-
-// readTrailer reads and decodes the file's trailer with one pread.
-func (b *BlockFile) readTrailer() error {
-	fi, err := b.f.Stat()
-	if err != nil {
-		return b.ioErr(err)
-	}
-	size := fi.Size()
-	tail := make([]byte, min(size, maxTrailerLen))
-	if _, err := b.f.ReadAt(tail, size-int64(len(tail))); err != nil && !errors.Is(err, io.EOF) {
-		return b.ioErr(err)
-	}
-	tr, err := decodeTrailer(tail, size, b.store.tab)
-	if err != nil {
-		return &taggedError{
-			err: wire.Errorf(wire.ErrChecksum, "chunkserver %s: block %s: damaged file: %v", b.store.name, wire.BlockName(b.id), err),
-			tag: ErrTrailer,
-		}
-	}
-	b.tr = tr
-	return nil
-}
-
-func (b *BlockFile) ioErr(err error) error {
-	return wire.Errorf(wire.ErrIO, "chunkserver %s: block %s: %v", b.store.name, wire.BlockName(b.id), err)
-}
-
-// Size returns the block's data length.
-func (b *BlockFile) Size() int64 { return b.tr.length }
-
-// ReadRange returns the n bytes at off, reading just the 64 KiB pieces
-// that cover them and verifying each against its CRC32C. buf is used when
-// it holds the covering pieces (at most n + 2*wire.CRCBlock bytes,
-// never more than the block size); the result aliases it. A mismatch is a
-// wire.ErrChecksum error naming the block, the server and the offset.
-func (b *BlockFile) ReadRange(off, n int64, buf []byte) ([]byte, error) {
-	if off < 0 || n < 0 || off > b.tr.length || n > b.tr.length-off {
-		return nil, wire.Errorf(wire.ErrInvalid, "chunkserver: block %s: range %d+%d outside %d bytes",
-			wire.BlockName(b.id), off, n, b.tr.length)
-	}
-	if n == 0 {
-		return buf[:0], nil
-	}
-	first := off / wire.CRCBlock * wire.CRCBlock
-	end := min((off+n+wire.CRCBlock-1)/wire.CRCBlock*wire.CRCBlock, b.tr.length)
-	if int64(cap(buf)) < end-first {
-		buf = make([]byte, end-first)
-	}
-	buf = buf[:end-first]
-	if _, err := b.f.ReadAt(buf, first); err != nil {
-		// The trailer said the file is long enough, so a short read
-		// means the file changed under us: damage, not a missing block.
-		if errors.Is(err, io.EOF) {
-			return nil, wire.Errorf(wire.ErrChecksum, "chunkserver %s: block %s: file shorter than its trailer says at offset %d",
-				b.store.name, wire.BlockName(b.id), first)
-		}
-		return nil, b.ioErr(err)
-	}
-	for p := int64(0); p < int64(len(buf)); p += wire.CRCBlock {
-		q := min(p+wire.CRCBlock, int64(len(buf)))
-		piece := (first + p) / wire.CRCBlock
-		if crc32.Checksum(buf[p:q], b.store.tab) != b.tr.crcs[piece] {
-			return nil, wire.Errorf(wire.ErrChecksum, "chunkserver %s: block %s: CRC32C mismatch in bytes %d-%d",
-				b.store.name, wire.BlockName(b.id), first+p, first+q-1)
-		}
-	}
-	return buf[off-first : off-first+n], nil
-}
-
-// Close closes the file.
-func (b *BlockFile) Close() error { return b.f.Close() }
 
 // syncDir fsyncs a directory so that entries created, renamed or removed
 // in it survive a crash.

@@ -29,7 +29,7 @@ func openTestStore(t *testing.T, dir string, reserve uint64) *testStore {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := OpenDiskStore(context.Background(), dir, StoreOptions{Name: "test@127.0.0.1:1", Reserve: reserve, Changes: blog})
+	s, err := OpenDiskStore(context.Background(), dir, StoreOptions{Name: "test@127.0.0.1:1", Reserve: reserve, Changes: blog, TrailerCache: 1024})
 	if err != nil {
 		blog.Close()
 		t.Fatal(err)
