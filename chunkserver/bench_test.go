@@ -14,7 +14,7 @@ import (
 // BenchmarkPut64K measures one PUT of a 64 KiB block as the store does it:
 // write, fsync, rename, directory fsync and binlog append with its fsync.
 func BenchmarkPut64K(b *testing.B) {
-	ts := openBenchStore(b)
+	ts := openBenchStore(b, 0)
 	data := randBytes(rand.New(rand.NewPCG(1, 2)), 64<<10)
 	ctx := context.Background()
 	b.SetBytes(int64(len(data)))
@@ -30,44 +30,60 @@ func BenchmarkPut64K(b *testing.B) {
 const benchBlocks = 8
 
 // BenchmarkReadRange reads 64 KiB at a random offset of a 4 MiB block (a
-// player's seek). "warm" has block and trailer in the page cache; "cold"
-// drops the file's pages (posix_fadvise DONTNEED) before each read, so
-// both the data and the trailer come from the disk.
+// player's seek). "warm" has the block in the page cache; "cold" drops the
+// file's pages (posix_fadvise DONTNEED) before each read, so the data and
+// (unless cached in memory) the trailer come from the disk. "serial" is
+// the path before ReadRange existed: Open reads the trailer, then the
+// data; "overlap" is ReadRange with no trailer cache (trailer and data
+// read at once); "cached" is ReadRange with the trailer cache.
 func BenchmarkReadRange(b *testing.B) {
 	for _, mode := range []string{"warm", "cold"} {
-		b.Run(mode, func(b *testing.B) {
-			ts := openBenchStore(b)
-			r := rand.New(rand.NewPCG(3, 4))
-			for id := uint64(1); id <= benchBlocks; id++ {
-				mustPutB(b, ts.DiskStore, id, randBytes(r, wire.MaxBlockSize))
-			}
-			buf := make([]byte, wire.MaxBlockSize)
-			ctx := context.Background()
-			const n = 64 << 10
-			b.SetBytes(n)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				id := uint64(i%benchBlocks + 1)
-				off := r.Int64N(wire.MaxBlockSize - n)
-				if mode == "cold" {
-					b.StopTimer()
-					dropCache(b, ts.Path(id))
-					b.StartTimer()
+		for _, path := range []string{"serial", "overlap", "cached"} {
+			b.Run(mode+"/"+path, func(b *testing.B) {
+				cache := 0
+				if path == "cached" {
+					cache = 1024
 				}
-				bf, err := ts.Open(ctx, id)
-				if err != nil {
-					b.Fatal(err)
+				ts := openBenchStore(b, cache)
+				r := rand.New(rand.NewPCG(3, 4))
+				for id := uint64(1); id <= benchBlocks; id++ {
+					mustPutB(b, ts.DiskStore, id, randBytes(r, wire.MaxBlockSize))
 				}
-				if _, err := bf.ReadRange(off, n, buf); err != nil {
-					b.Fatal(err)
+				buf := make([]byte, wire.MaxBlockSize)
+				ctx := context.Background()
+				const n = 64 << 10
+				b.SetBytes(n)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					id := uint64(i%benchBlocks + 1)
+					off := r.Int64N(wire.MaxBlockSize - n)
+					if mode == "cold" {
+						b.StopTimer()
+						dropCache(b, ts.Path(id))
+						b.StartTimer()
+					}
+					if path == "serial" {
+						bf, err := ts.Open(ctx, id)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if _, err := bf.ReadRange(off, n, buf); err != nil {
+							b.Fatal(err)
+						}
+						bf.Close()
+						continue
+					}
+					pick := func(int64) (int64, int64, error) { return off, n, nil }
+					if _, err := ts.ReadRange(ctx, id, pick, buf); err != nil {
+						b.Fatal(err)
+					}
 				}
-				bf.Close()
-			}
-		})
+			})
+		}
 	}
 }
 
-func openBenchStore(b *testing.B) *testStore {
+func openBenchStore(b *testing.B, trailerCache int) *testStore {
 	b.Helper()
 	// The cold numbers mean something only where TMPDIR is on a disk
 	// (not a tmpfs).
@@ -76,7 +92,7 @@ func openBenchStore(b *testing.B) *testStore {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := OpenDiskStore(context.Background(), dir, StoreOptions{Name: "bench@127.0.0.1:1", Changes: blog})
+	s, err := OpenDiskStore(context.Background(), dir, StoreOptions{Name: "bench@127.0.0.1:1", Changes: blog, TrailerCache: trailerCache})
 	if err != nil {
 		blog.Close()
 		b.Fatal(err)

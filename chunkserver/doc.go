@@ -32,6 +32,32 @@
 // foreign file) is the same CHECKSUM error, also matching ErrTrailer.
 // Wrong bytes are never served.
 //
+// # Read path
+//
+// A GET costs one disk round trip when cold, not two: DiskStore.ReadRange
+// opens the file, takes the block's length from the in-memory index,
+// resolves the Range against it and starts the pread of the covering
+// pieces in a goroutine while it reads and decodes the trailer itself.
+// Only when both are done are the pieces checked against the trailer's
+// CRCs. The trailer is the authority: if its length differs from the
+// index, the range is resolved again against it and read again; if the
+// range fails against the index, or the trailer does not decode, the
+// trailer is read first and its verdict (CHECKSUM before 416) stands.
+//
+// Decoded trailers are kept in a bounded LRU (Config.TrailerCache
+// entries, default 65,536, about 350 bytes each), so a warm read does
+// only the data pread. An entry is tied to the file it came from (device,
+// inode and size, checked with an fstat after each open), so a file
+// replaced by a rename, truncated or grown never meets an old trailer.
+// Put and Delete drop the id's entry once the file changed, and a reader
+// that decoded a trailer while that happened does not cache it (a
+// per-stripe generation taken before the open). A read that finds a
+// checksum mismatch with a cached trailer drops it. A PUT's comparison
+// with the stored copy always reads the trailer from the file, so a
+// retried PUT still finds and repairs a damaged trailer; until then,
+// reads with the cached trailer keep serving data that matches the CRCs
+// written with the block.
+//
 // # Write protocol
 //
 // A PUT is acknowledged only when the block survives a crash:
@@ -39,10 +65,23 @@
 //  1. refuse it (NOSPACE, nothing written) if the file would leave less
 //     than Config.Reserve free on the file system;
 //  2. write data and trailer to Dir/blocks/XX/YY/.tmp-<id>-<random>;
-//  3. fsync the file, rename it to <id>, fsync the directory (and, when a
-//     leaf directory was just created, its parent);
-//  4. append a put entry to the binlog and fsync the binlog;
-//  5. add the block to the in-memory index, then answer 201.
+//  3. fsync the file, then rename it to <id> (a leaf directory created
+//     for it was fsynced into its parent before);
+//  4. at the same time fsync the directory and append a put entry to the
+//     binlog (which fsyncs the binlog), and wait for both;
+//  5. add the block to the in-memory index, then answer 201 if both
+//     succeeded. If either failed, the block is indexed anyway (it is on
+//     disk under its name) and the PUT fails.
+//
+// The data is durable before its name exists, so no crash leaves a torn
+// block under a final name. Step 4 runs its two fsyncs concurrently
+// instead of one after the other, which saves a disk flush per PUT, at
+// this price: after a crash, the binlog may hold a put entry for a block
+// whose directory entry was lost. That PUT was never acknowledged (the
+// directory fsync had not returned). Readers of the log (followers, and
+// whatever ships it later) must therefore treat a put entry for a block
+// that their source no longer has (ENOENT) as a block that was never
+// written, not as damage or a lost block.
 //
 // Writers of one id are serialized (striped mutexes), so the existence
 // check, the write and the binlog entry of a block happen in one order.
@@ -54,9 +93,9 @@
 // DELETE unlinks the file, fsyncs the directory, logs a del entry.
 //
 // A crash between steps 2 and 3 leaves a temp file, which the next start
-// removes. A crash between 3 and 4 leaves a stored block with no binlog
-// entry; it was never acknowledged, and followers that compare inventories
-// find it.
+// removes. A crash during 4 may leave a stored block with no binlog entry
+// (never acknowledged; followers that compare inventories find it) or,
+// as said, a binlog entry with no block.
 //
 // # Binlog
 //
