@@ -264,17 +264,34 @@ func (b *Binlog) decode(p []byte, seq uint64) (wire.BinlogEntry, error) {
 // Append writes e (Op and ID set; Seq is assigned) and returns once it is
 // durable, with its sequence number.
 func (b *Binlog) Append(ctx context.Context, e wire.BinlogEntry) (uint64, error) {
+	seq, err := b.Stage(ctx, e)
+	if err != nil {
+		return 0, err
+	}
+	return seq, b.syncTo(seq)
+}
+
+var _ stagedLog = (*Binlog)(nil)
+
+// Stage writes e like Append but returns before it is durable; Sync makes
+// it so. Until then readers do not see it, and a crash may lose it.
+func (b *Binlog) Stage(ctx context.Context, e wire.BinlogEntry) (uint64, error) {
 	if e.Op != wire.BinlogPut && e.Op != wire.BinlogDelete {
 		return 0, wire.Errorf(wire.ErrInvalid, "chunkserver: binlog: unknown op %q", e.Op)
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	seq, err := b.write(e)
-	if err != nil {
-		return 0, err
+	return b.write(e)
+}
+
+// Sync returns once entry seq (from Stage) is durable, sharing the fsync
+// with concurrent appends.
+func (b *Binlog) Sync(ctx context.Context, seq uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	return seq, b.syncTo(seq)
+	return b.syncTo(seq)
 }
 
 // write assigns the next seq to e and writes its record (not yet synced).

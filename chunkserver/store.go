@@ -29,6 +29,18 @@ type ChangeLog interface {
 
 var _ ChangeLog = (*Binlog)(nil)
 
+// stagedLog is a ChangeLog that can write an entry and make it durable in
+// two steps. Put writes the entry before it fsyncs the block's directory
+// and the log together, so on a journaling file system both changes land
+// in one journal commit instead of two.
+type stagedLog interface {
+	ChangeLog
+	// Stage writes e, not yet durable, and returns its sequence number.
+	Stage(ctx context.Context, e wire.BinlogEntry) (uint64, error)
+	// Sync returns once entry seq is durable.
+	Sync(ctx context.Context, seq uint64) error
+}
+
 // StoreOptions configure OpenDiskStore.
 type StoreOptions struct {
 	// Name identifies this server in error messages, e.g. "ID@ADDR".
@@ -308,9 +320,24 @@ func (s *DiskStore) commit(ctx context.Context, m blockMeta, dir string) error {
 	if s.changes == nil {
 		return syncDir(dir)
 	}
+	ctx = context.WithoutCancel(ctx)
+	e := wire.BinlogEntry{Op: wire.BinlogPut, ID: m.id, Size: m.size, Time: m.mtime}
+	log, staged := s.changes.(stagedLog)
+	var seq uint64
+	var logErr error
+	if staged {
+		// The entry is written before either fsync starts, so the
+		// directory's fsync and the log's share one journal commit.
+		seq, logErr = log.Stage(ctx, e)
+	}
 	synced := make(chan error, 1)
 	go func() { synced <- syncDir(dir) }()
-	_, logErr := s.changes.Append(context.WithoutCancel(ctx), wire.BinlogEntry{Op: wire.BinlogPut, ID: m.id, Size: m.size, Time: m.mtime})
+	switch {
+	case !staged:
+		_, logErr = s.changes.Append(ctx, e)
+	case logErr == nil:
+		logErr = log.Sync(ctx, seq)
+	}
 	dirErr := <-synced
 	if dirErr != nil {
 		dirErr = fmt.Errorf("fsync directory: %w", dirErr)
