@@ -146,7 +146,7 @@ func (c *Client) fetchPieces(ctx context.Context, pieces []blockPiece, seq bool)
 
 // fetchBlock fills pieces of one block: the whole block when reading
 // sequentially (the cache then serves the following reads), else only
-// the pages the pieces touch.
+// the pages the pieces touch, with the read-around fetched beside them.
 func (c *Client) fetchBlock(ctx context.Context, ps []blockPiece, seq bool) error {
 	b := ps[0].b
 	if b.size == 0 {
@@ -157,15 +157,16 @@ func (c *Client) fetchBlock(ctx context.Context, ps []blockPiece, seq bool) erro
 		first = 0
 		last = b.pages() - 1
 	} else {
-		// A random read fetches what it needs and at least readAround
-		// bytes from its start, in one request: the kernel splits a
-		// player's 1 MiB seek into several smaller reads, which then find
-		// their pages in the cache instead of fetching one page each.
+		around := uint32(0)
 		for _, p := range ps {
 			first = min(first, p.off/pageSize)
-			last = max(last, (p.off+max(p.n, readAround)-1)/pageSize)
+			last = max(last, (p.off+max(p.n, 1)-1)/pageSize)
+			around = max(around, (p.off+max(p.n, readAround)-1)/pageSize)
 		}
-		last = min(last, b.pages()-1)
+		around = min(around, b.pages()-1)
+		if around > last {
+			c.readAround(b, last+1, around)
+		}
 	}
 	pages, err := c.fetchPages(ctx, b, first, last)
 	if err != nil {
@@ -186,6 +187,30 @@ func (c *Client) fetchBlock(ctx context.Context, ps []blockPiece, seq bool) erro
 		}
 	}
 	return nil
+}
+
+// readAround fetches pages [first, last] of b in the background. A random
+// read waits only for its own pages, but fetches at least readAround
+// bytes from its start: the kernel splits a player's 1 MiB seek into
+// several smaller reads, and an HTTP range starts with a small piece so
+// that its first byte leaves after one page; the reads that follow then
+// find these pages cached or in flight. It is skipped when the prefetch
+// slots are all busy.
+func (c *Client) readAround(b blockRef, first, last uint32) {
+	select {
+	case c.preSem <- struct{}{}:
+	default:
+		return
+	}
+	ok := c.goBackground(func(ctx context.Context) {
+		defer func() { <-c.preSem }()
+		if _, err := c.fetchPages(ctx, b, first, last); err != nil {
+			c.log.Debug("read-around failed", "block", wire.BlockName(b.id), "err", err)
+		}
+	})
+	if !ok {
+		<-c.preSem
+	}
 }
 
 // prefetch starts fetching, in the background, the blocks of the next

@@ -17,6 +17,10 @@ type segment struct {
 	off, n int64
 }
 
+// firstPiece bounds the first read of each range, so that time to first
+// byte is one small block read however large PieceSize is.
+const firstPiece = 128 << 10
+
 // piece is what the fetcher hands the writer: bytes to send, or the error
 // that ends the stream. buf is the pooled buffer b lives in (nil for
 // literals), returned to the pool once b is sent.
@@ -112,6 +116,11 @@ func (bs *bodyStream) fetch(pieceSize int) {
 		for off, end := seg.off, seg.off+seg.n; off < end; {
 			buf := bs.s.getBuf(pieceSize)
 			want := int(min(int64(pieceSize), end-off))
+			if off == seg.off {
+				// A small first piece: its first byte leaves after one
+				// page fetch while the client reads around it.
+				want = min(want, firstPiece)
+			}
 			n, err := bs.file.ReadAt(bs.ctx, (*buf)[:want], off)
 			if n == want {
 				err = nil

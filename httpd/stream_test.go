@@ -200,3 +200,31 @@ func TestBodyStreamServerStop(t *testing.T) {
 		t.Fatal("file left open")
 	}
 }
+
+// TestBodyStreamSmallFirstPiece: each range starts with a read of at most
+// firstPiece bytes, so its first byte does not wait for a whole PieceSize
+// read; the rest goes in full pieces, and WriteTo hands over every byte.
+func TestBodyStreamSmallFirstPiece(t *testing.T) {
+	const piece = 1 << 20
+	s, fs := newTestServer(t, func(c *Config) { c.PieceSize, c.ReadAhead = piece, 4*piece })
+	data := randomBytes(3*piece, 3)
+	fs.put(t, "/f", data)
+	segs := []segment{{off: 1000, n: 2 * piece}, {lit: []byte("--sep--")}, {off: 5, n: firstPiece + 1}}
+	bs := s.newBodyStream(openFake(t, fs, "/f"), segs, 2*piece+7+firstPiece+1)
+	var got bytes.Buffer
+	n, err := bs.WriteTo(&got)
+	if err != nil || n != int64(got.Len()) {
+		t.Fatalf("WriteTo: %d, %v", n, err)
+	}
+	want := append(append(append([]byte{}, data[1000:1000+2*piece]...), "--sep--"...), data[5:5+firstPiece+1]...)
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatal("streamed bytes differ")
+	}
+	_ = bs.Close()
+	// Segment one: firstPiece, then pieces of at most 1 MiB; segment two:
+	// firstPiece, then 1 byte.
+	wantReads := int64(1 + (2*piece-firstPiece+piece-1)/piece + 2)
+	if got := fs.reads.Load(); got != wantReads {
+		t.Fatalf("%d file reads, want %d", got, wantReads)
+	}
+}
