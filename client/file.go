@@ -73,13 +73,41 @@ func (c *Client) Open(ctx context.Context, ino uint64, flags int) (*File, error)
 	c.sessMu.RLock()
 	var attr wire.Attr
 	err := c.call(ctx, wire.OpOpen, &wire.OpenReq{Ino: ino, Session: c.session}, &attr)
+	return c.opened(ctx, attr, err, flags)
+}
+
+// ResolveOpen resolves an absolute path and, when it names a regular
+// file, opens it in the same metaserver round trip (see Open). For any
+// other node it returns the attributes and a nil File.
+func (c *Client) ResolveOpen(ctx context.Context, p string, flags int) (wire.Attr, *File, error) {
+	clean, err := cleanPath(p)
+	if err != nil {
+		return wire.Attr{}, nil, err
+	}
+	c.sessMu.RLock()
+	var attr wire.Attr
+	err = c.call(ctx, wire.OpResolve, &wire.ResolveReq{Path: clean, Open: true, Session: c.session}, &attr)
+	if err == nil && !attr.IsRegular() {
+		c.sessMu.RUnlock()
+		return c.overlayAttr(attr), nil, nil
+	}
+	f, err := c.opened(ctx, attr, err, flags)
+	if err != nil {
+		return wire.Attr{}, nil, err
+	}
+	return f.Attr(), f, nil
+}
+
+// opened finishes an open the metaserver answered with attr (or err):
+// it runs with sessMu read-locked, which it releases.
+func (c *Client) opened(ctx context.Context, attr wire.Attr, err error, flags int) (*File, error) {
 	var f *File
 	if err == nil {
 		switch {
 		case attr.IsDir():
-			err = wire.Errorf(wire.ErrIsDir, "client: open inode %d: a directory", ino)
+			err = wire.Errorf(wire.ErrIsDir, "client: open inode %d: a directory", attr.Ino)
 		case !attr.IsRegular():
-			err = wire.Errorf(wire.ErrInvalid, "client: open inode %d of mode %o: not a regular file", ino, attr.Mode)
+			err = wire.Errorf(wire.ErrInvalid, "client: open inode %d of mode %o: not a regular file", attr.Ino, attr.Mode)
 		default:
 			f, err = c.newFile(attr, flags)
 		}

@@ -641,3 +641,47 @@ func TestCommitsWhileWriting(t *testing.T) {
 	}
 	mustClose(t, g)
 }
+
+// TestResolveOpen: one call resolves a path and opens the regular file it
+// names; a directory comes back without a File; the open holds the file
+// past an unlink by another client until it is closed.
+func TestResolveOpen(t *testing.T) {
+	cl := newCluster(t, clusterOpts{})
+	w, r := cl.client(nil), cl.client(nil)
+	ctx := t.Context()
+	data := randBytes(21, 3<<20)
+	f := mustCreate(t, w, "/clip.mp4", os.O_WRONLY)
+	writeAt(t, f, data, 0)
+	mustClose(t, f)
+	if _, err := w.MkdirAll(ctx, "/dir", 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	if a, g, err := r.ResolveOpen(ctx, "/dir", os.O_RDONLY); err != nil || g != nil || !a.IsDir() {
+		t.Fatalf("ResolveOpen of a directory = %+v, %v, %v", a, g, err)
+	}
+	if _, _, err := r.ResolveOpen(ctx, "/nope", os.O_RDONLY); !errors.Is(err, wire.ErrNotFound) {
+		t.Fatalf("ResolveOpen of a missing path: %v", err)
+	}
+	if _, err := r.OpenPath(ctx, "/dir", os.O_RDONLY); !errors.Is(err, wire.ErrIsDir) {
+		t.Fatalf("OpenPath of a directory: %v", err)
+	}
+	a, g, err := r.ResolveOpen(ctx, "/clip.mp4", os.O_RDONLY)
+	if err != nil || g == nil || a.Size != uint64(len(data)) {
+		t.Fatalf("ResolveOpen of a file = %+v, %v, %v", a, g, err)
+	}
+	before := len(cl.allBlocks())
+	if err := w.RemovePath(ctx, "/clip.mp4", false); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readAll(t, g), data) {
+		t.Fatal("a file opened by ResolveOpen reads wrong bytes after its unlink")
+	}
+	if got := len(cl.allBlocks()); got != before {
+		t.Fatalf("blocks of an open file deleted: %d -> %d", before, got)
+	}
+	mustClose(t, g)
+	eventually(t, "blocks deleted after the close", 30*time.Second, func() bool {
+		return len(cl.allBlocks()) < before
+	})
+}

@@ -134,11 +134,16 @@ func (c *Client) OpenPath(ctx context.Context, p string, flags int) (*File, erro
 	if flags&os.O_CREATE != 0 {
 		return c.CreatePath(ctx, p, defaultFileMode, flags)
 	}
-	attr, err := c.Resolve(ctx, p)
-	if err != nil {
+	attr, f, err := c.ResolveOpen(ctx, p, flags)
+	switch {
+	case err != nil:
 		return nil, err
+	case attr.IsDir():
+		return nil, wire.Errorf(wire.ErrIsDir, "client: open %s: a directory", p)
+	case f == nil:
+		return nil, wire.Errorf(wire.ErrInvalid, "client: open %s of mode %o: not a regular file", p, attr.Mode)
 	}
-	return c.Open(ctx, attr.Ino, flags)
+	return f, nil
 }
 
 // RemovePath removes the file, symlink or empty directory at path; with

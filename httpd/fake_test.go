@@ -172,6 +172,18 @@ func (f *fakeFS) Open(ctx context.Context, ino uint64, flags int) (File, error) 
 	return &fakeFile{fs: f, n: n, attr: n.attr()}, nil
 }
 
+func (f *fakeFS) ResolveOpen(ctx context.Context, p string) (wire.Attr, File, error) {
+	a, err := f.Resolve(ctx, p)
+	if err != nil || a.Mode&wire.ModeType != wire.ModeRegular {
+		return a, nil, err
+	}
+	file, err := f.Open(ctx, a.Ino, os.O_RDONLY)
+	if err != nil {
+		return wire.Attr{}, nil, err
+	}
+	return file.Attr(), file, nil
+}
+
 func (f *fakeFS) CreatePath(ctx context.Context, p string, mode uint32, flags int) (File, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

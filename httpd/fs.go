@@ -25,6 +25,9 @@ type FileSystem interface {
 	Namespace
 	// Open opens inode ino with os.O_* flags.
 	Open(ctx context.Context, ino uint64, flags int) (File, error)
+	// ResolveOpen resolves path and, when it names a regular file, opens
+	// it read-only in the same step; other nodes come with a nil File.
+	ResolveOpen(ctx context.Context, path string) (wire.Attr, File, error)
 	// CreatePath creates (or with O_TRUNC truncates) the file at path.
 	CreatePath(ctx context.Context, path string, mode uint32, flags int) (File, error)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -89,10 +88,26 @@ func (s *Server) serveNode(x *exchange, p string, dir bool) {
 	if !s.checkRead(x, p) {
 		return
 	}
-	attr, err := s.fs.Resolve(x.rctx, p)
+	// A GET opens the file in the same metaserver round trip as the path
+	// walk: the attributes it answers with are those of the open, so the
+	// response describes exactly what is streamed.
+	var (
+		attr wire.Attr
+		f    File
+		err  error
+	)
+	if x.method == fasthttp.MethodGet {
+		attr, f, err = s.fs.ResolveOpen(x.rctx, p)
+	} else {
+		attr, err = s.fs.Resolve(x.rctx, p)
+	}
 	if err != nil {
 		s.failFS(x, "resolve", err)
 		return
+	}
+	if f != nil && (dir || !attr.IsRegular()) {
+		s.closeFile(f)
+		f = nil
 	}
 	switch {
 	case attr.IsDir() && !dir:
@@ -109,7 +124,7 @@ func (s *Server) serveNode(x *exchange, p string, dir bool) {
 	case !attr.IsRegular():
 		s.fail(x, fasthttp.StatusNotFound, "not a regular file (symlinks are not followed)")
 	default:
-		s.serveFile(x, p, attr)
+		s.serveFile(x, p, attr, f)
 	}
 }
 
@@ -126,31 +141,21 @@ func requestConds(ctx *fasthttp.RequestCtx) condHeaders {
 }
 
 // serveFile answers GET or HEAD of a regular file: preconditions, ranges,
-// and a streamed body.
-func (s *Server) serveFile(x *exchange, p string, attr wire.Attr) {
+// and a streamed body. A GET comes with the file open (f), which serveFile
+// owns from here on; a HEAD with a nil f.
+func (s *Server) serveFile(x *exchange, p string, attr wire.Attr, f File) {
 	now := time.Now()
 	conds := requestConds(x.ctx)
 	v := validators{exists: true, etag: etagOf(attr), modTime: lastModified(attr, now)}
 	if s.answerPreconditions(x, conds, v) {
+		if f != nil {
+			s.closeFile(f)
+		}
 		return
 	}
-	var f File
-	if x.method == fasthttp.MethodGet {
-		var err error
-		if f, err = s.fs.Open(x.rctx, attr.Ino, os.O_RDONLY); err != nil {
-			s.failFS(x, "open", err)
-			return
-		}
-		// Open reads the current attributes: the file may have changed
-		// since Resolve, and the response must describe what is streamed.
-		if fa := f.Attr(); fa.Version != attr.Version || fa.Size != attr.Size || fa.Mtime != attr.Mtime {
-			attr = fa
-			v = validators{exists: true, etag: etagOf(attr), modTime: lastModified(attr, now)}
-			if s.answerPreconditions(x, conds, v) {
-				s.closeFile(f)
-				return
-			}
-		}
+	if x.method == fasthttp.MethodGet && f == nil {
+		s.fail(x, fasthttp.StatusInternalServerError, "file not open")
+		return
 	}
 
 	size := int64(attr.Size)

@@ -340,3 +340,40 @@ func TestMembersSurviveRestart(t *testing.T) {
 	wantCode(t, c.heartbeat(bg, &wire.Member{Addr: "x"}), wire.CodeInvalid)
 	wantCode(t, c.heartbeat(bg, &wire.Member{ID: "x"}), wire.CodeInvalid)
 }
+
+// TestResolveOpen: resolve with Open registers an open of a regular file
+// (so an unlink leaves it an orphan until the release), answers other
+// nodes without one, and checks the session like OpOpen.
+func TestResolveOpen(t *testing.T) {
+	c, _ := newTestCore(t)
+	f, err := c.create(bg, wire.OpCreate, &wire.CreateReq{Parent: wire.RootIno, Name: "f", Mode: 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := lease(t, c, 1)
+	commit(t, c, f.Ino, 100, slice(0, 0, 100, id))
+	d := mkdir(t, c, wire.RootIno, "d")
+
+	a, err := c.resolve(bg, &wire.ResolveReq{Path: "/f", Open: true, Session: "s1"})
+	if err != nil || a.Ino != f.Ino || a.Size != 100 {
+		t.Fatalf("resolve+open /f = %+v, %v", a, err)
+	}
+	if a, err := c.resolve(bg, &wire.ResolveReq{Path: "/d", Open: true, Session: "s1"}); err != nil || a.Ino != d.Ino {
+		t.Fatalf("resolve+open /d = %+v, %v", a, err)
+	}
+	_, err = c.resolve(bg, &wire.ResolveReq{Path: "/f", Open: true})
+	wantCode(t, err, wire.CodeInvalid) // an open needs a session
+	_, err = c.resolve(bg, &wire.ResolveReq{Path: "/missing", Open: true, Session: "s1"})
+	wantCode(t, err, wire.CodeNotFound)
+
+	// The open holds the file past its unlink, as OpOpen's would.
+	wantCode(t, c.unlink(bg, &wire.UnlinkReq{Parent: wire.RootIno, Name: "f"}), "")
+	if !has(t, c, keyOrphan(f.Ino)) {
+		t.Fatal("unlink of a file opened by resolve did not keep an orphan")
+	}
+	if rc, err := c.readChunk(bg, &wire.ReadChunkReq{Ino: f.Ino}); err != nil || len(rc.Slices) != 1 {
+		t.Fatalf("orphan readchunk: %+v, %v", rc, err)
+	}
+	wantCode(t, c.release(bg, &wire.OpenReq{Ino: f.Ino, Session: "s1"}), "")
+	gone(t, c, f.Ino)
+}

@@ -83,7 +83,7 @@ func lookupAttr(r reader, parent uint64, name string) (wire.Attr, error) {
 }
 
 // resolve walks an absolute path from the root without following symlinks.
-func (c *core) resolve(_ context.Context, req *wire.ResolveReq) (wire.Attr, error) {
+func (c *core) resolve(ctx context.Context, req *wire.ResolveReq) (wire.Attr, error) {
 	p := req.Path
 	if !strings.HasPrefix(p, "/") {
 		return wire.Attr{}, errInval("path %q is not absolute", p)
@@ -126,6 +126,11 @@ func (c *core) resolve(_ context.Context, req *wire.ResolveReq) (wire.Attr, erro
 	}
 	if trailing && !cur.IsDir() {
 		return wire.Attr{}, wire.Errorf(wire.ErrNotDir, "path %q: not a directory", p)
+	}
+	if req.Open && cur.IsRegular() {
+		// open reads the inode again under the lock that registers the
+		// open: an unlink since the snapshot answers ENOENT.
+		return c.open(ctx, &wire.OpenReq{Ino: cur.Ino, Session: req.Session})
 	}
 	return cur.Attr, nil
 }

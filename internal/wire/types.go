@@ -163,9 +163,14 @@ type LookupReq struct {
 }
 
 // ResolveReq walks an absolute slash-separated path from the root without
-// following symlinks. It answers with an Attr.
+// following symlinks. It answers with an Attr. With Open, a regular file
+// found is also registered as open by Session, as OpOpen would, and the
+// Attr is the one read under that open: a reader by path pays one round
+// trip instead of two. Other nodes are answered without an open.
 type ResolveReq struct {
-	Path string `json:"path"`
+	Path    string `json:"path"`
+	Open    bool   `json:"o,omitempty"`
+	Session string `json:"sess,omitempty"`
 }
 
 // SetAttrReq changes the attributes named by Valid (Set* bits). A size
