@@ -69,7 +69,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case opBlock:
 		s.inflight.Add(1)
 		defer s.inflight.Add(-1)
+		start := time.Now()
 		s.handleBlock(ctx, string(path[len(wire.PathBlock):]))
+		s.metrics.blockSeconds.WithLabelValues(methodLabel(ctx.Method())).Observe(time.Since(start).Seconds())
 	case opBlocks:
 		if !ctx.IsGet() {
 			methodNotAllowed(ctx, "GET")

@@ -443,6 +443,8 @@ func TestHTTPChecksumAndMetrics(t *testing.T) {
 		`reelfs_chunk_requests_total{code="500",method="GET",op="block"} 2`,
 		"reelfs_chunk_inflight_requests 0",
 		"reelfs_chunk_binlog_seq 1",
+		`reelfs_chunk_block_seconds_count{method="PUT"} 1`,
+		`reelfs_chunk_block_seconds_count{method="GET"} 4`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
