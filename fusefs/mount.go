@@ -130,12 +130,26 @@ func Mount(ctx context.Context, c *client.Client, mountpoint string, opt Options
 	return m, nil
 }
 
+// fuseSuperMagic is f_type of a FUSE filesystem in statfs(2).
+const fuseSuperMagic = 0x65735546
+
 // setReadAhead sets the read-ahead window of the mounted filesystem's
-// backing device info, /sys/class/bdi/MAJOR:MINOR/read_ahead_kb.
+// backing device info, /sys/class/bdi/MAJOR:MINOR/read_ahead_kb. It
+// refuses unless the path is a FUSE filesystem on an anonymous device:
+// if the mount were not (or no longer) over the path, the device would be
+// the disk under it, whose setting is not ours to change.
 func setReadAhead(mountpoint string, kb int) error {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(mountpoint, &sfs); err != nil {
+		return fmt.Errorf("fusefs: read-ahead: %w", err)
+	}
 	var st syscall.Stat_t
 	if err := syscall.Stat(mountpoint, &st); err != nil {
 		return fmt.Errorf("fusefs: read-ahead: %w", err)
+	}
+	if sfs.Type != fuseSuperMagic || unix.Major(st.Dev) != 0 {
+		return fmt.Errorf("fusefs: read-ahead: %s is not a FUSE mount (fs type %#x, device %d:%d)",
+			mountpoint, sfs.Type, unix.Major(st.Dev), unix.Minor(st.Dev))
 	}
 	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
 	if err := os.WriteFile(p, []byte(strconv.Itoa(kb)), 0); err != nil {

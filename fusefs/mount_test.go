@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -1012,5 +1013,34 @@ func TestMountRefuses(t *testing.T) {
 	}
 	if err := LazyUnmount(t.TempDir()); err == nil {
 		t.Errorf("lazy unmount of a directory that is no mount point succeeded")
+	}
+	// The read-ahead window is only ever set on a FUSE mount: a directory
+	// of the disk below must leave that disk's setting alone.
+	if err := setReadAhead(t.TempDir(), 8<<10); err == nil || !strings.Contains(err.Error(), "not a FUSE mount") {
+		t.Errorf("setReadAhead on a plain directory: %v, want a refusal", err)
+	}
+}
+
+// TestMountReadAhead: the mount's own bdi gets the configured window.
+func TestMountReadAhead(t *testing.T) {
+	needFUSE(t)
+	if os.Geteuid() != 0 {
+		t.Skip("writing /sys/class/bdi needs root")
+	}
+	cl := startCluster(t, 2, 1<<20)
+	m := mountTest(t, newClient(t, cl))
+	var st syscall.Stat_t
+	if err := syscall.Stat(m.dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if unix.Major(st.Dev) != 0 {
+		t.Fatalf("mount on device %d:%d, want an anonymous device", unix.Major(st.Dev), unix.Minor(st.Dev))
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != strconv.Itoa(DefaultOptions().ReadAheadKB) {
+		t.Fatalf("read_ahead_kb %s, want %d", got, DefaultOptions().ReadAheadKB)
 	}
 }
