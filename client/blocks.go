@@ -384,6 +384,9 @@ func (c *Client) tryMembers(ctx context.Context, b blockRef, addrs []string, fro
 // whole block without a Range header) and cuts the body into fresh cache
 // pages: the body is copied once, into the pages.
 func (c *Client) getRange(ctx context.Context, addr string, b blockRef, from, to int64) ([][]byte, error) {
+	if lb, ok := c.cfg.Local[addr]; ok {
+		return c.readLocal(ctx, lb, b, from, to)
+	}
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -424,5 +427,29 @@ func (c *Client) getRange(ctx context.Context, addr string, b blockRef, from, to
 	}
 	c.stats.blocksFetched.Add(1)
 	c.stats.bytesFetched.Add(to - from)
+	return pages, nil
+}
+
+// readLocal reads bytes [from, to) of block b from a chunkserver in this
+// process. The pages are slices of one buffer the store reads into (from
+// is page-aligned, so also CRC-piece-aligned, and the store uses the
+// buffer as it is): no copy after the pread. A page keeps that buffer
+// alive until every page of the run is evicted; the pages of one run
+// enter the cache together and usually leave it together.
+func (c *Client) readLocal(ctx context.Context, lb LocalBlocks, b blockRef, from, to int64) ([][]byte, error) {
+	data, err := lb.ReadBlock(ctx, b.id, from, to-from, make([]byte, to-from))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) != to-from {
+		return nil, wire.Errorf(wire.ErrIO, "get: %d bytes for a range of %d (block size mismatch?)", len(data), to-from)
+	}
+	pages := make([][]byte, 0, (len(data)+pageSize-1)/pageSize)
+	for off := 0; off < len(data); off += pageSize {
+		pages = append(pages, data[off:min(off+pageSize, len(data)):min(off+pageSize, len(data))])
+	}
+	c.stats.blocksFetched.Add(1)
+	c.stats.bytesFetched.Add(to - from)
+	c.stats.localFetches.Add(1)
 	return pages, nil
 }

@@ -212,6 +212,16 @@ func (cl *cluster) blocks(tc *testChunk) map[uint64]bool {
 	}
 }
 
+// metrics is the Prometheus text a chunkserver serves.
+func (cl *cluster) metrics(t testing.TB, addr string) string {
+	t.Helper()
+	st, body, err := cl.hc.Get(nil, "http://"+addr+"/metrics")
+	if err != nil || st != fasthttp.StatusOK {
+		t.Fatalf("metrics of %s: %d, %v", addr, st, err)
+	}
+	return string(body)
+}
+
 // allBlocks is the union of every chunkserver's blocks.
 func (cl *cluster) allBlocks() map[uint64]bool {
 	out := make(map[uint64]bool)

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,19 @@ type Config struct {
 	RetryTimeout time.Duration // give up retrying transient errors after this, default 60s
 	SessionEvery time.Duration // session keep-alive interval, default 5s
 	Logger       *slog.Logger  // default: discard (never slog.Default)
+	// Local maps the addresses of chunkservers running in this process
+	// (the all-in-one server) to their block stores: blocks on them are
+	// read in-process instead of over HTTP. Writes still go over HTTP.
+	Local map[string]LocalBlocks
+}
+
+// LocalBlocks is a chunkserver in the client's own process;
+// *chunkserver.Server implements it.
+type LocalBlocks interface {
+	// ReadBlock returns bytes [off, off+n) of block id, verified against
+	// their checksums, in buf when buf is large enough. Its errors carry
+	// the codes a GET of the block would answer with.
+	ReadBlock(ctx context.Context, id uint64, off, n int64, buf []byte) ([]byte, error)
 }
 
 // Limits Validate enforces.
@@ -67,6 +81,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: SessionEvery %v below %v", ErrConfig, c.SessionEvery, minSessionTick)
 	case c.Logger == nil:
 		return fmt.Errorf("%w: Logger is nil", ErrConfig)
+	}
+	for addr, lb := range c.Local {
+		if addr == "" || lb == nil {
+			return fmt.Errorf("%w: Local has an empty address or a nil store (%q)", ErrConfig, addr)
+		}
 	}
 	return nil
 }

@@ -685,3 +685,60 @@ func TestResolveOpen(t *testing.T) {
 		return len(cl.allBlocks()) < before
 	})
 }
+
+// TestLocalReads: a client given the chunkservers of its own process reads
+// their blocks in-process: the same bytes, no block GET over HTTP, and a
+// damaged block is still a CHECKSUM error naming block and server.
+func TestLocalReads(t *testing.T) {
+	cl := newCluster(t, clusterOpts{})
+	ctx := t.Context()
+	data := randBytes(31, 10<<20)
+	f := mustCreate(t, cl.client(nil), "/local", os.O_WRONLY)
+	writeAt(t, f, data, 0)
+	mustClose(t, f)
+
+	local := make(map[string]LocalBlocks)
+	for _, tc := range cl.chunks {
+		local[tc.addr] = tc.srv
+	}
+	r := cl.client(func(cfg *Config) { cfg.Local, cfg.RetryTimeout = local, time.Second })
+	g := mustOpen(t, r, "/local", os.O_RDONLY)
+	if !bytes.Equal(readAll(t, g), data) {
+		t.Fatal("local reads returned wrong bytes")
+	}
+	buf := make([]byte, 100_000)
+	if _, err := g.ReadAt(ctx, buf, 7_777_777); err != nil || !bytes.Equal(buf, data[7_777_777:7_877_777]) {
+		t.Fatalf("local random read: %v", err)
+	}
+	st := r.Stats()
+	if st.LocalFetches == 0 || st.LocalFetches != st.BlocksFetched || st.FetchErrors != 0 {
+		t.Fatalf("want every fetch local: %s", fmtStats(st))
+	}
+	for _, tc := range cl.chunks {
+		m := cl.metrics(t, tc.addr)
+		if strings.Contains(m, `method="GET",op="block"`) {
+			t.Fatalf("chunkserver %s served block GETs over HTTP to a local reader", tc.addr)
+		}
+	}
+	mustClose(t, g)
+
+	var id uint64
+	for b := range cl.allBlocks() {
+		id = b
+		break
+	}
+	var holder *testChunk
+	for _, tc := range cl.chunks {
+		if p, ok := tc.blockFile(id); ok {
+			corrupt(t, p, 100)
+			holder = tc
+		}
+	}
+	fresh := cl.client(func(cfg *Config) { cfg.Local, cfg.RetryTimeout = local, time.Second })
+	h := mustOpen(t, fresh, "/local", os.O_RDONLY)
+	_, err := io.Copy(io.Discard, h.IO(ctx))
+	if !errors.Is(err, wire.ErrChecksum) || !strings.Contains(err.Error(), wire.BlockName(id)) || !strings.Contains(err.Error(), holder.addr) {
+		t.Fatalf("local read of a damaged block: %v; want CHECKSUM naming %s and %s", err, wire.BlockName(id), holder.addr)
+	}
+	mustClose(t, h)
+}

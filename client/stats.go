@@ -13,6 +13,7 @@ type Stats struct {
 	CachePages    int   // pages in the block cache now
 	BlocksFetched int64 // block GETs (whole or ranged) that succeeded
 	BytesFetched  int64 // bytes those GETs returned
+	LocalFetches  int64 // of BlocksFetched, those read in-process (Config.Local)
 	FetchErrors   int64 // block GETs that failed on one member
 	BlockPuts     int64 // block PUTs that succeeded
 	BytesPut      int64 // bytes those PUTs carried
@@ -27,6 +28,7 @@ type Stats struct {
 type counters struct {
 	bytesRead, bytesWritten        atomic.Int64
 	blocksFetched, bytesFetched    atomic.Int64
+	localFetches                   atomic.Int64
 	fetchErrors                    atomic.Int64
 	blockPuts, bytesPut, putErrors atomic.Int64
 	prefetches, commits            atomic.Int64
@@ -45,6 +47,7 @@ func (c *Client) Stats() Stats {
 		CachePages:    cp,
 		BlocksFetched: c.stats.blocksFetched.Load(),
 		BytesFetched:  c.stats.bytesFetched.Load(),
+		LocalFetches:  c.stats.localFetches.Load(),
 		FetchErrors:   c.stats.fetchErrors.Load(),
 		BlockPuts:     c.stats.blockPuts.Load(),
 		BytesPut:      c.stats.bytesPut.Load(),

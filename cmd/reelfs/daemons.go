@@ -308,6 +308,12 @@ func runServer(ctx context.Context, sp serverSpec) error {
 
 	ccfg := client.DefaultConfig()
 	ccfg.Meta, ccfg.Secret, ccfg.Logger = meta.Addr(), sp.secret, sp.log.With("daemon", "client")
+	// The mount and httpd read blocks of the chunkservers in this process
+	// directly; uploads and every other client still use HTTP.
+	ccfg.Local = make(map[string]client.LocalBlocks, len(chunks))
+	for _, cs := range chunks {
+		ccfg.Local[cs.Addr()] = cs
+	}
 	c, err := client.New(ccfg)
 	if err != nil {
 		return abort(err)
