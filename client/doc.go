@@ -58,13 +58,16 @@
 // if it is at least as new as the version its inode was opened at or last
 // committed by this client.
 //
-// Block bytes live in an LRU cache of 1 MiB pages keyed by block id and
+// Block bytes live in an LRU cache of 256 KiB pages keyed by block id and
 // page, bounded by Config.CacheBytes. Blocks are immutable, so the cache
 // never needs invalidation. A handle whose reads follow each other fetches
 // whole blocks and prefetches the next Config.Prefetch blocks in the
-// background; a read after a seek fetches only the pages it needs, one
-// ranged GET per contiguous run, so a player's seek costs one small fetch.
-// Concurrent fetches of a page are merged. A block is read from its
+// background; a read after a seek waits only for the pages it needs, one
+// ranged GET per contiguous run, while the pages up to 1 MiB past its
+// start are fetched beside it (the read-around), so a player's seek costs
+// one small fetch. Concurrent fetches of a page are merged. A chunkserver
+// named in Config.Local (one in this process) is read with a function
+// call instead of a GET, with the same checks. A block is read from its
 // group's members in turn; when none can serve it the error names the
 // block and every server tried and matches wire.ErrChecksum or
 // wire.ErrIO.
