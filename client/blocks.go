@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"strings"
 	"sync"
 	"time"
@@ -390,7 +389,7 @@ func (c *Client) getRange(ctx context.Context, addr string, b blockRef, from, to
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp) // closes the body stream, releasing the connection
+	defer fasthttp.ReleaseResponse(resp)
 	req.SetRequestURI("http://" + addr + wire.PathBlock + wire.BlockName(b.id))
 	req.Header.SetMethod(fasthttp.MethodGet)
 	whole := from == 0 && to == int64(b.size)
@@ -398,10 +397,6 @@ func (c *Client) getRange(ctx context.Context, addr string, b blockRef, from, to
 		req.Header.SetByteRange(int(from), int(to-1))
 	}
 	wire.SetAuth(req, c.cfg.Secret)
-	// The body is read straight into the cache's pages: buffered whole
-	// first, every fetched byte would be copied once more, into a buffer
-	// rounded up to a power of two.
-	resp.StreamBody = true
 	if err := c.data.DoDeadline(req, resp, deadline(ctx)); err != nil {
 		return nil, wire.Errorf(wire.ErrUnavailable, "get: %v", err)
 	}
@@ -412,21 +407,18 @@ func (c *Client) getRange(ctx context.Context, addr string, b blockRef, from, to
 	default:
 		return nil, wire.ErrorFromResponse(resp)
 	}
-	if n := int64(resp.Header.ContentLength()); n != to-from {
-		return nil, wire.Errorf(wire.ErrIO, "get: %d bytes for a range of %d (block size mismatch?)", n, to-from)
-	}
-	body := resp.BodyStream()
-	pages := make([][]byte, 0, (to-from+pageSize-1)/pageSize)
-	for off := from; off < to; off += pageSize {
-		pg := make([]byte, min(pageSize, to-off))
-		if _, err := io.ReadFull(body, pg); err != nil {
-			// The connection broke mid-body: another member may serve it.
-			return nil, wire.Errorf(wire.ErrUnavailable, "get: body cut at byte %d of %d: %v", off-from, to-from, err)
-		}
-		pages = append(pages, pg)
+	body := resp.Body()
+	if int64(len(body)) != to-from {
+		return nil, wire.Errorf(wire.ErrIO, "get: %d bytes for a range of %d (block size mismatch?)", len(body), to-from)
 	}
 	c.stats.blocksFetched.Add(1)
-	c.stats.bytesFetched.Add(to - from)
+	c.stats.bytesFetched.Add(int64(len(body)))
+	pages := make([][]byte, 0, (len(body)+pageSize-1)/pageSize)
+	for off := 0; off < len(body); off += pageSize {
+		pg := make([]byte, min(pageSize, len(body)-off))
+		copy(pg, body[off:])
+		pages = append(pages, pg)
+	}
 	return pages, nil
 }
 
