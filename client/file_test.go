@@ -31,6 +31,14 @@ func mustCreate(t *testing.T, c *Client, path string, flags int) *File {
 	return f
 }
 
+// putFile creates path with data through c and closes it (committed).
+func putFile(t *testing.T, c *Client, path string, data []byte) {
+	t.Helper()
+	f := mustCreate(t, c, path, os.O_WRONLY)
+	writeAt(t, f, data, 0)
+	mustClose(t, f)
+}
+
 func mustOpen(t *testing.T, c *Client, path string, flags int) *File {
 	t.Helper()
 	f, err := c.OpenPath(t.Context(), path, flags)
@@ -562,9 +570,7 @@ func TestSeekFetchesOnlyPages(t *testing.T) {
 	cl := newCluster(t, clusterOpts{})
 	ctx := t.Context()
 	data := randBytes(17, 24<<20)
-	f := mustCreate(t, cl.client(nil), "/movie", os.O_WRONLY)
-	writeAt(t, f, data, 0)
-	mustClose(t, f)
+	putFile(t, cl.client(nil), "/movie", data)
 
 	r := cl.client(nil)
 	g := mustOpen(t, r, "/movie", os.O_RDONLY)
@@ -650,9 +656,7 @@ func TestResolveOpen(t *testing.T) {
 	w, r := cl.client(nil), cl.client(nil)
 	ctx := t.Context()
 	data := randBytes(21, 3<<20)
-	f := mustCreate(t, w, "/clip.mp4", os.O_WRONLY)
-	writeAt(t, f, data, 0)
-	mustClose(t, f)
+	putFile(t, w, "/clip.mp4", data)
 	if _, err := w.MkdirAll(ctx, "/dir", 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -693,9 +697,7 @@ func TestLocalReads(t *testing.T) {
 	cl := newCluster(t, clusterOpts{})
 	ctx := t.Context()
 	data := randBytes(31, 10<<20)
-	f := mustCreate(t, cl.client(nil), "/local", os.O_WRONLY)
-	writeAt(t, f, data, 0)
-	mustClose(t, f)
+	putFile(t, cl.client(nil), "/local", data)
 
 	local := make(map[string]LocalBlocks)
 	for _, tc := range cl.chunks {
