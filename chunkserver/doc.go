@@ -34,15 +34,14 @@
 //
 // # Read path
 //
-// A GET costs one disk round trip when cold, not two: DiskStore.ReadRange
-// opens the file, takes the block's length from the in-memory index,
-// resolves the Range against it and starts the pread of the covering
-// pieces in a goroutine while it reads and decodes the trailer itself.
-// Only when both are done are the pieces checked against the trailer's
-// CRCs. The trailer is the authority: if its length differs from the
-// index, the range is resolved again against it and read again; if the
-// range fails against the index, or the trailer does not decode, the
-// trailer is read first and its verdict (CHECKSUM before 416) stands.
+// A GET opens the block file, takes its trailer (from the cache, or one
+// pread of the file's tail), resolves the Range against the trailer's
+// length and reads only the 64 KiB pieces that cover it, checking each
+// against its CRC before a byte leaves. The trailer is the authority for
+// the length, so a damaged file answers CHECKSUM before any 416. (Reading
+// the trailer and the data concurrently when the trailer is not cached
+// was tried and measured no faster on this disk: 440-500 against 420-470
+// µs for a cold 64 KiB range.)
 //
 // Decoded trailers are kept in a bounded LRU (Config.TrailerCache
 // entries, default 65,536, about 350 bytes each), so a warm read does

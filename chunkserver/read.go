@@ -20,107 +20,27 @@ type RangeRead struct {
 }
 
 // ReadRange reads the bytes of block id that pick chooses, given the
-// block's data length, and verifies every piece they lie in against its
-// CRC32C before returning them. pick is called with the length from the
-// block's trailer (at most twice: see below); an error from pick is
-// returned as it is. buf is used when it holds the covering pieces (see
-// BlockFile.ReadRange).
-//
-// A cold read costs one disk round trip, not two: the data pread of the
-// covering pieces starts in a goroutine, sized by the in-memory index,
-// while this goroutine reads and decodes the trailer at the end of the
-// file. The data is checked only once the trailer is, and when the index
-// disagrees with the trailer the range is picked again with the trailer's
-// length and read again, so no byte is ever returned unverified or
-// checked against a range the block does not have. A warm read finds the
-// trailer in the cache (after an fstat confirms the open file is the one
-// the trailer was read from) and does only the data pread.
+// block's data length from its checked trailer, and verifies every piece
+// they lie in against its CRC32C before returning them; an error from
+// pick is returned as it is. buf is used when it holds the covering
+// pieces (see BlockFile.ReadRange). A warm read finds the trailer in the
+// cache (after an fstat confirms the open file is the one the trailer was
+// read from) and does only the data pread.
 func (s *DiskStore) ReadRange(ctx context.Context, id uint64, pick func(size int64) (off, n int64, err error), buf []byte) (RangeRead, error) {
-	if err := ctx.Err(); err != nil {
-		return RangeRead{}, err
-	}
-	if err := s.checkOpen(); err != nil {
-		return RangeRead{}, err
-	}
-	gen := s.trailers.gen(id) // before the open: see trailerCache
-	f, fi, err := s.openBlock(id, s.Path(id))
+	b, err := s.Open(ctx, id)
 	if err != nil {
 		return RangeRead{}, err
 	}
-	defer f.Close()
-	if tr, ok := s.trailers.lookup(id, fi); ok {
-		return s.readPicked(f, id, tr, pick, buf, true)
-	}
-	guess, ok := s.indexedSize(id)
-	if !ok {
-		return s.readSerial(f, fi, id, gen, pick, buf)
-	}
-	off, n, err := pick(guess)
-	if err != nil || n == 0 || s.checkRange(id, guess, off, n) != nil {
-		// Let the trailer decide: damage is reported before a bad range.
-		return s.readSerial(f, fi, id, gen, pick, buf)
-	}
-	first, end := pieceSpan(guess, off, n)
-	if int64(cap(buf)) < end-first {
-		buf = make([]byte, end-first)
-	}
-	span := buf[:end-first]
-	read := make(chan error, 1)
-	go func() { read <- s.preadSpan(f, id, first, span) }()
-	tr, trErr := s.decodeTrailerOf(f, fi, id)
-	readErr := <-read
-	if trErr != nil {
-		return RangeRead{}, trErr
-	}
-	s.trailers.add(id, gen, fi, tr)
-	if tr.length != guess {
-		// The index is stale (the file changed after it was indexed):
-		// the trailer's length is the truth.
-		return s.readPicked(f, id, tr, pick, buf, false)
-	}
-	if readErr != nil {
-		return RangeRead{}, readErr
-	}
-	if err := s.verifySpan(id, tr, first, span); err != nil {
-		return RangeRead{}, err
-	}
-	return RangeRead{Size: tr.length, Off: off, Data: span[off-first : off-first+n]}, nil
-}
-
-// readSerial reads the trailer, then the range: two dependent reads.
-func (s *DiskStore) readSerial(f *os.File, fi fs.FileInfo, id, gen uint64, pick func(int64) (int64, int64, error), buf []byte) (RangeRead, error) {
-	tr, err := s.decodeTrailerOf(f, fi, id)
+	defer b.Close()
+	off, n, err := pick(b.Size())
 	if err != nil {
 		return RangeRead{}, err
 	}
-	s.trailers.add(id, gen, fi, tr)
-	return s.readPicked(f, id, tr, pick, buf, false)
-}
-
-// readPicked reads the range pick chooses for a block with trailer tr.
-// A checksum failure against a cached trailer drops it from the cache, so
-// the next read checks the file's own trailer again.
-func (s *DiskStore) readPicked(f *os.File, id uint64, tr trailer, pick func(int64) (int64, int64, error), buf []byte, cached bool) (RangeRead, error) {
-	off, n, err := pick(tr.length)
+	data, err := b.ReadRange(off, n, buf)
 	if err != nil {
 		return RangeRead{}, err
 	}
-	data, err := s.readVerified(f, id, tr, off, n, buf)
-	if err != nil {
-		if cached && errors.Is(err, wire.ErrChecksum) {
-			s.trailers.drop(id, tr)
-		}
-		return RangeRead{}, err
-	}
-	return RangeRead{Size: tr.length, Off: off, Data: data}, nil
-}
-
-// indexedSize returns the indexed data length of id.
-func (s *DiskStore) indexedSize(id uint64) (int64, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	m, ok := s.idx.get(id)
-	return int64(m.size), ok
+	return RangeRead{Size: b.Size(), Off: off, Data: data}, nil
 }
 
 // Open opens block id for reading. Its trailer comes from the cache or
