@@ -32,13 +32,11 @@ const benchBlocks = 8
 // BenchmarkReadRange reads 64 KiB at a random offset of a 4 MiB block (a
 // player's seek). "warm" has the block in the page cache; "cold" drops the
 // file's pages (posix_fadvise DONTNEED) before each read, so the data and
-// (unless cached in memory) the trailer come from the disk. "serial" is
-// the path before ReadRange existed: Open reads the trailer, then the
-// data; "overlap" is ReadRange with no trailer cache (trailer and data
-// read at once); "cached" is ReadRange with the trailer cache.
+// (unless cached in memory) the trailer come from the disk. "uncached"
+// runs without the trailer cache (trailer, then data); "cached" with it.
 func BenchmarkReadRange(b *testing.B) {
 	for _, mode := range []string{"warm", "cold"} {
-		for _, path := range []string{"serial", "overlap", "cached"} {
+		for _, path := range []string{"uncached", "cached"} {
 			b.Run(mode+"/"+path, func(b *testing.B) {
 				cache := 0
 				if path == "cached" {
@@ -61,17 +59,6 @@ func BenchmarkReadRange(b *testing.B) {
 						b.StopTimer()
 						dropCache(b, ts.Path(id))
 						b.StartTimer()
-					}
-					if path == "serial" {
-						bf, err := ts.Open(ctx, id)
-						if err != nil {
-							b.Fatal(err)
-						}
-						if _, err := bf.ReadRange(off, n, buf); err != nil {
-							b.Fatal(err)
-						}
-						bf.Close()
-						continue
 					}
 					pick := func(int64) (int64, int64, error) { return off, n, nil }
 					if _, err := ts.ReadRange(ctx, id, pick, buf); err != nil {
