@@ -197,16 +197,35 @@ func (c *Client) fetchBlock(ctx context.Context, ps []blockPiece, seq bool) erro
 // find these pages cached or in flight. It is skipped when the prefetch
 // slots are all busy.
 func (c *Client) readAround(b blockRef, first, last uint32) {
-	select {
-	case c.preSem <- struct{}{}:
-	default:
+	if !c.takePrefetchSlot() {
 		return
 	}
-	ok := c.goBackground(func(ctx context.Context) {
-		defer func() { <-c.preSem }()
+	c.goPrefetch(func(ctx context.Context) {
 		if _, err := c.fetchPages(ctx, b, first, last); err != nil {
 			c.log.Debug("read-around failed", "block", wire.BlockName(b.id), "err", err)
 		}
+	})
+}
+
+// takePrefetchSlot takes one of the background-fetch slots without
+// waiting; false when they are all busy. A slot taken is given back by
+// goPrefetch.
+func (c *Client) takePrefetchSlot() bool {
+	select {
+	case c.preSem <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// goPrefetch runs fn in the background on a slot takePrefetchSlot took,
+// and gives the slot back when fn returns or could not start (the client
+// is closing).
+func (c *Client) goPrefetch(fn func(ctx context.Context)) {
+	ok := c.goBackground(func(ctx context.Context) {
+		defer func() { <-c.preSem }()
+		fn(ctx)
 	})
 	if !ok {
 		<-c.preSem
@@ -229,22 +248,14 @@ func (f *File) prefetch(end, size int64) {
 		f.mu.Unlock()
 		return
 	}
-	select {
-	case c.preSem <- struct{}{}:
-	default:
+	if !c.takePrefetchSlot() {
 		f.mu.Unlock()
 		return
 	}
 	f.ahead = limit
 	f.mu.Unlock()
 	n := f.n
-	ok := c.goBackground(func(ctx context.Context) {
-		defer func() { <-c.preSem }()
-		c.prefetchRange(ctx, n, from, limit-from)
-	})
-	if !ok {
-		<-c.preSem
-	}
+	c.goPrefetch(func(ctx context.Context) { c.prefetchRange(ctx, n, from, limit-from) })
 }
 
 // prefetchRange fetches the whole blocks behind bytes [off, off+length).
