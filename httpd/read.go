@@ -105,7 +105,7 @@ func (s *Server) serveNode(x *exchange, p string, dir bool) {
 		s.failFS(x, "resolve", err)
 		return
 	}
-	if f != nil && (dir || !attr.IsRegular()) {
+	if f != nil && dir { // "file/": answered 404 below, nothing streamed
 		s.closeFile(f)
 		f = nil
 	}
