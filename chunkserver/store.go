@@ -88,6 +88,9 @@ type DiskStore struct {
 	changes ChangeLog
 	log     *slog.Logger
 	tab     *crc32.Table
+	// dirSync fsyncs a directory (syncDir); a field so that tests can
+	// see and fail the identical-retry PUT's fsync.
+	dirSync func(dir string) error
 
 	// stripes serialize Put and Delete of one id (by id % lockStripes), so
 	// the check for an existing file, the write and the binlog entry of one
@@ -123,6 +126,7 @@ func OpenDiskStore(ctx context.Context, dir string, opts StoreOptions) (*DiskSto
 		changes: opts.Changes,
 		log:     logger,
 		tab:     castagnoli(),
+		dirSync: syncDir,
 		dirs:    make(map[uint16]bool),
 	}
 	if s.name == "" {
@@ -273,6 +277,17 @@ func (s *DiskStore) Put(ctx context.Context, id uint64, data []byte) (created bo
 	path := s.Path(id)
 	switch err := s.compare(id, path, data); {
 	case err == nil:
+		// A retry. The first attempt may have failed after its rename
+		// (the directory fsync, or the binlog), so the name may not be
+		// durable yet: answer only once it is and the log still works.
+		if err := s.dirSync(s.leafDir(id)); err != nil {
+			return false, fmt.Errorf("chunkserver: put %s: fsync directory: %w", wire.BlockName(id), err)
+		}
+		if s.changes != nil {
+			if err := s.changes.Err(); err != nil {
+				return false, fmt.Errorf("chunkserver: put %s: %w", wire.BlockName(id), err)
+			}
+		}
 		return false, nil
 	case errors.Is(err, wire.ErrNotFound):
 	case errors.Is(err, wire.ErrChecksum):
