@@ -4,7 +4,7 @@ BIN     := bin/reelfs
 DATA    ?= ./data
 MNT     ?= ./mnt
 
-.PHONY: build run test unit e2e bench fuzz deps lint clean
+.PHONY: build run test unit e2e bench fuzz deps lint clean consul
 
 build:
 	$(GO) build -o $(BIN) ./cmd/reelfs
@@ -19,6 +19,12 @@ run: build
 deps:
 	./scripts/deps.sh
 
+# Consul v1.14.11 for the tests that start a real agent: built from the Go
+# module proxy once (10+ minutes) into a cache outside the clone, linked at
+# bin/consul; later runs only relink.
+consul:
+	./scripts/consul.sh
+
 lint:
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed" && exit 1)
 	$(GO) vet ./...
@@ -26,7 +32,7 @@ lint:
 # Unit tests (race detector) then end-to-end tests against the real binary.
 test: deps lint unit e2e
 
-unit:
+unit: consul
 	$(GO) test -race -timeout 15m $$($(GO) list ./... | grep -v /tests)
 
 e2e: build
