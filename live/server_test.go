@@ -1,0 +1,224 @@
+package live
+
+import (
+	"fmt"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+func TestFanOut(t *testing.T) {
+	s := startServer(t, nil, nil)
+	pub, code, body := publishTest(t, s, "cam", "")
+	if code != http.StatusCreated {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+	waitState(t, pub.pc, 10*time.Second, webrtc.PeerConnectionStateConnected)
+	const nViewers = 3
+	var vs []*testViewer
+	for i := 0; i < nViewers; i++ {
+		v, code, body := viewTest(t, s, "cam", "")
+		if code != http.StatusCreated {
+			t.Fatalf("view: %d %s", code, body)
+		}
+		vs = append(vs, v)
+	}
+	for _, v := range vs {
+		waitState(t, v.pc, 10*time.Second, webrtc.PeerConnectionStateConnected)
+	}
+	// Packets flow to a viewer only once its connection is up; send until
+	// every viewer has seen one, then a measured run.
+	if err := eventually(10*time.Second, func() bool {
+		pub.sendFrame(t, 1)
+		for _, v := range vs {
+			select {
+			case <-v.first:
+			default:
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatal("viewers received nothing")
+	}
+	// Joining viewers made the server ask the publisher for a keyframe
+	// (held until the publisher's video track was known).
+	select {
+	case <-pub.plis:
+	case <-time.After(5 * time.Second):
+		t.Error("no PLI reached the publisher after viewers joined")
+	}
+	start := pub.seq + 1
+	const frames, perFrame = 100, 3
+	for i := 0; i < frames; i++ {
+		pub.sendFrame(t, perFrame)
+		time.Sleep(2 * time.Millisecond)
+	}
+	last := pub.seq
+	for i, v := range vs {
+		if err := eventually(10*time.Second, func() bool {
+			r := v.received("video")
+			return len(r) > 0 && r[len(r)-1] == last
+		}); err != nil {
+			t.Fatalf("viewer %d did not receive the last packet", i)
+		}
+		got := map[uint16]bool{}
+		for _, sq := range v.received("video") {
+			got[sq] = true
+		}
+		for sq := start; sq != last+1; sq++ {
+			if !got[sq] {
+				t.Fatalf("viewer %d missed video packet %d", i, sq)
+			}
+		}
+		if n := len(v.received("audio")); n < frames {
+			t.Errorf("viewer %d got %d audio packets, want >= %d", i, n, frames)
+		}
+	}
+	if info := s.Streams(); len(info) != 1 || info[0].Viewers != nViewers || info[0].Name != "cam" {
+		t.Errorf("Streams() = %+v", info)
+	}
+
+	// A NACK is answered from the packet cache: the packet comes again.
+	v := vs[0]
+	before := len(v.received("video"))
+	ssrc := uint32(v.pc.GetReceivers()[0].Track().SSRC())
+	if err := v.pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc,
+		Nacks: []rtcp.NackPair{{PacketID: last - 5, LostPackets: 0b11}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := eventually(5*time.Second, func() bool { return len(v.received("video")) >= before+3 }); err != nil {
+		t.Fatalf("no retransmission: %d packets before, %d after", before, len(v.received("video")))
+	}
+	re := v.received("video")[before:]
+	if re[0] != last-5 || re[1] != last-4 || re[2] != last-3 {
+		t.Errorf("retransmitted %v, want %d %d %d", re[:3], last-5, last-4, last-3)
+	}
+
+	// The publisher's DELETE ends the stream: viewers are disconnected.
+	if code := del(t, "http://"+s.Addr()+pub.location, ""); code != http.StatusOK {
+		t.Fatalf("DELETE publisher: %d", code)
+	}
+	for i, v := range vs {
+		waitState(t, v.pc, 15*time.Second, webrtc.PeerConnectionStateClosed, webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateDisconnected)
+		_ = i
+	}
+	// The name is free again: the stream comes back, a viewer resumes.
+	pub2, code, body := publishTest(t, s, "cam", "")
+	if code != http.StatusCreated {
+		t.Fatalf("publish again: %d %s", code, body)
+	}
+	waitState(t, pub2.pc, 10*time.Second, webrtc.PeerConnectionStateConnected)
+	v2, code, _ := viewTest(t, s, "cam", "")
+	if code != http.StatusCreated {
+		t.Fatalf("view again: %d", code)
+	}
+	if err := eventually(10*time.Second, func() bool {
+		pub2.sendFrame(t, 1)
+		return len(v2.received("video")) > 0
+	}); err != nil {
+		t.Fatal("the returning stream reached no viewer")
+	}
+}
+
+// TestBadRequests: every malformed or refused request gets a clear 4xx
+// and leaves no goroutine behind.
+func TestBadRequests(t *testing.T) {
+	const token = "s3cret"
+	s := startServer(t, nil, func(c *Config) { c.Secret = token; c.SessionBurst = 30; c.SessionRate = 0.001 })
+	base := "http://" + s.Addr()
+	pub, code, body := publishTest(t, s, "live1", token)
+	if code != http.StatusCreated {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+	waitState(t, pub.pc, 10*time.Second, webrtc.PeerConnectionStateConnected)
+	h264Offer := offerSDP("video recvonly " + h264CB)
+	// Let the connected server settle, then count.
+	time.Sleep(300 * time.Millisecond)
+	before := runtime.NumGoroutine()
+
+	tests := []struct {
+		name, path, token, ctype, body string
+		code                           int
+		msg                            string
+	}{
+		{"malformed sdp", "/whip/x", token, "application/sdp", "v=0\r\nthis is not sdp", 400, "malformed"},
+		{"empty body", "/whip/x", token, "application/sdp", "", 400, "malformed"},
+		{"no usable codec", "/whip/x", token, "application/sdp", offerSDP("video sendonly "+vp9+", "+av1, "audio sendonly "+pcmu), 422, "no usable codec"},
+		{"viewer codec mismatch", "/whep/live1", token, "application/sdp", offerSDP("video recvonly " + vp8c), 422, "no usable codec"},
+		{"unknown stream", "/whep/nobody", token, "application/sdp", h264Offer, 404, "no such stream"},
+		{"wrong token", "/whep/live1", "wrong", "application/sdp", h264Offer, 401, "bearer"},
+		{"no token", "/whip/y", "", "application/sdp", h264Offer, 401, "bearer"},
+		{"wrong content type", "/whip/x", token, "text/plain", h264Offer, 415, "application/sdp"},
+		{"bad name", "/whip/..x", token, "application/sdp", h264Offer, 400, "stream name"},
+		{"second publisher", "/whip/live1", token, "application/sdp", offerSDP("video sendonly " + h264CB), 409, "already has a publisher"},
+		{"huge offer", "/whip/x", token, "application/sdp", strings.Repeat("a", 100<<10), 413, "over"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body, _ := post(t, base+tt.path, tt.token, tt.ctype, []byte(tt.body))
+			if code != tt.code || !strings.Contains(body, tt.msg) {
+				t.Errorf("POST %s: %d %q, want %d with %q", tt.path, code, body, tt.code, tt.msg)
+			}
+		})
+	}
+	// PATCH (trickle) is refused; DELETE of an unknown session is 404.
+	req, _ := http.NewRequest("PATCH", base+pub.location, strings.NewReader("a=candidate"))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 405 {
+		t.Errorf("PATCH: %v %v", resp.StatusCode, err)
+	}
+	if code := del(t, base+"/whip/live1/nope", token); code != 404 {
+		t.Errorf("DELETE unknown session: %d", code)
+	}
+	if code := del(t, base+pub.location, "bad"); code != 401 {
+		t.Errorf("DELETE with wrong token: %d", code)
+	}
+	// OPTIONS answers the CORS preflight.
+	req, _ = http.NewRequest("OPTIONS", base+"/whip/x", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "*" ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+		t.Errorf("OPTIONS: %v %v", resp, err)
+	}
+	// A flood of creations from one client is cut off by its bucket
+	// (30 tokens, and the requests above took 9 of them).
+	got429 := 0
+	for i := 0; i < 40; i++ {
+		code, _, _ := post(t, base+"/whep/nobody", token, "application/sdp", []byte(h264Offer))
+		if code == http.StatusTooManyRequests {
+			got429++
+		} else if code != 404 {
+			t.Fatalf("flood request %d: %d", i, code)
+		}
+	}
+	if got429 < 15 {
+		t.Errorf("%d of 40 flood requests were refused with 429, want the bucket to run out", got429)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	if err := eventually(5*time.Second, func() bool { return runtime.NumGoroutine() <= before }); err != nil {
+		buf := make([]byte, 1<<20)
+		n := runtime.Stack(buf, true)
+		t.Errorf("goroutines: %d before the bad requests, %d after\n%s", before, runtime.NumGoroutine(), buf[:n])
+	}
+	// The metrics count refusals by reason.
+	resp, err = http.Get(base + "/-/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := new(strings.Builder)
+	fmt.Fprint(buf, "")
+	b := make([]byte, 1<<20)
+	n, _ := resp.Body.Read(b)
+	for _, want := range []string{`reelfs_live_refused_total{reason="rate"}`, `reelfs_live_refused_total{reason="no-codec"}`, "reelfs_live_streams 1"} {
+		if !strings.Contains(string(b[:n]), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
