@@ -114,6 +114,7 @@ func (l *Lock) Acquire(ctx context.Context) (<-chan struct{}, error) {
 				sid = ""
 			}
 			waitIndex = nextIndex(waitIndex, index)
+			failures = 0
 			continue
 		}
 		waitIndex = 0
@@ -198,7 +199,7 @@ func (l *Lock) tryAcquire(ctx context.Context, sid string) (bool, error) {
 // destroy ends a session, best effort: a session that cannot be destroyed
 // now dies of its TTL.
 func (l *Lock) destroy(sid string) {
-	ctx, cancel := context.WithTimeout(context.Background(), l.c.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), min(l.c.cfg.RequestTimeout, 2*time.Second))
 	defer cancel()
 	if _, err := l.c.api.Session().Destroy(sid, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
 		l.log.Debug("consul: destroy session", "session", sid, "err", err)

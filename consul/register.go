@@ -172,7 +172,12 @@ func (r *Registration) present(ctx context.Context) (bool, error) {
 func (r *Registration) deregister(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.c.cfg.RequestTimeout)
 	defer cancel()
-	if err := r.c.api.Agent().ServiceDeregisterOpts(r.svc.ID, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
+	err := r.c.api.Agent().ServiceDeregisterOpts(r.svc.ID, (&api.QueryOptions{}).WithContext(ctx))
+	var se api.StatusError
+	if errors.As(err, &se) && se.Code == 404 {
+		return nil // never registered, or the agent lost it already
+	}
+	if err != nil {
 		return fmt.Errorf("consul: deregister %s: %w", r.svc.ID, err)
 	}
 	r.c.log.Info("consul: deregistered service", "service", r.svc.Name, "id", r.svc.ID)

@@ -67,9 +67,10 @@ type Agent struct {
 	dir  string
 	args []string
 
-	mu   sync.Mutex // protects cmd and exit
-	cmd  *exec.Cmd
-	exit chan struct{} // closed when cmd has exited
+	mu     sync.Mutex // protects cmd, exit and starts
+	cmd    *exec.Cmd
+	exit   chan struct{} // closed when cmd has exited
+	starts int           // agents started so far; each gets a new data dir
 }
 
 // Start starts a dev agent on free loopback ports, waits until it elected
@@ -97,7 +98,6 @@ func Start(t testing.TB) *Agent {
 		"-serf-wan-port", strconv.Itoa(ports[2]),
 		"-server-port", strconv.Itoa(ports[3]),
 		"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
-		"-data-dir", filepath.Join(a.dir, "data"),
 		"-log-level", "info",
 	}
 	t.Cleanup(func() {
@@ -126,7 +126,13 @@ func (a *Agent) start() {
 		a.t.Fatalf("consultest: %v", err)
 	}
 	defer log.Close()
-	cmd := exec.Command(a.bin, a.args...)
+	a.mu.Lock()
+	a.starts++
+	data := filepath.Join(a.dir, fmt.Sprintf("data-%d", a.starts))
+	a.mu.Unlock()
+	// A new data dir each time: an agent persists API-registered services
+	// there and would restore them, hiding what a lost agent loses.
+	cmd := exec.Command(a.bin, append(a.args, "-data-dir", data)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -197,8 +203,8 @@ func (a *Agent) Stop() {
 	<-exit
 }
 
-// Restart stops the agent and starts it again on the same ports, with
-// empty state, as an agent restarted without its data dir would be.
+// Restart stops the agent and starts it again on the same ports with
+// empty state and a new data dir, as a replaced agent would come back.
 func (a *Agent) Restart() {
 	a.t.Helper()
 	a.Stop()
