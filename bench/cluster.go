@@ -57,7 +57,7 @@ func (r *runner) startCluster(ctx context.Context, name string, withHTTP bool, m
 func (c *cluster) start(ctx context.Context) error {
 	c.started++
 	args := []string{c.r.bin, "server", "--dir", c.dir, "--meta-listen", c.meta,
-		"--chunk-listen", c.chunks[0] + "," + c.chunks[1], "--http-listen", c.http, "--log-level", "warn"}
+		"--chunk-listen", c.chunks[0] + "," + c.chunks[1], "--http-listen", c.http, "--log-level", "warn", "--live-listen="}
 	if c.mount != "" {
 		if err := forceUnmount(c.mount); err != nil {
 			return err

@@ -62,6 +62,18 @@ func freeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
+// freeUDPAddr returns a loopback UDP address with a port that was free
+// just now.
+func freeUDPAddr(t testing.TB) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
+}
+
 // cluster is a running `reelfs server` process.
 type cluster struct {
 	t      testing.TB
@@ -71,6 +83,8 @@ type cluster struct {
 	http   string
 	mount  string
 	secret string // sent by cli when set
+	live   string // HTTP address of the live server ("" when not started)
+	media  string // its UDP media address
 	extra  []string
 	p      *proc         // the running server
 	log    *lockedBuffer // its output, stdout lines prefixed
@@ -143,6 +157,7 @@ type clusterOpts struct {
 	mount bool     // mount FUSE at dir/mnt
 	http  bool     // start httpd
 	extra []string // more server flags
+	live  bool     // start the live (WebRTC) server on fresh ports
 }
 
 // startCluster starts `reelfs server` with fresh ports and data under a
@@ -156,6 +171,9 @@ func startCluster(t testing.TB, o clusterOpts) *cluster {
 	if o.mount {
 		c.mount = filepath.Join(c.dir, "mnt")
 	}
+	if o.live {
+		c.live, c.media = freeAddr(t), freeUDPAddr(t)
+	}
 	c.start()
 	t.Cleanup(c.stop)
 	return c
@@ -163,7 +181,11 @@ func startCluster(t testing.TB, o clusterOpts) *cluster {
 
 func (c *cluster) args() []string {
 	a := []string{"server", "--dir", filepath.Join(c.dir, "data"), "--meta-listen", c.meta,
-		"--chunk-listen", strings.Join(c.chunks, ","), "--http-listen", c.http, "--mount", c.mount}
+		"--chunk-listen", strings.Join(c.chunks, ","), "--http-listen", c.http, "--mount", c.mount,
+		"--live-listen", c.live}
+	if c.live != "" {
+		a = append(a, "--live-media", c.media)
+	}
 	return append(a, c.extra...)
 }
 

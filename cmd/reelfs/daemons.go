@@ -17,6 +17,7 @@ import (
 	"github.com/reelfs/reelfs/client"
 	"github.com/reelfs/reelfs/fusefs"
 	"github.com/reelfs/reelfs/httpd"
+	"github.com/reelfs/reelfs/live"
 	"github.com/reelfs/reelfs/metaserver"
 )
 
@@ -228,6 +229,7 @@ func serverCommand() command {
 			anonWrites := fs.Bool("anonymous-writes", false, "allow HTTP PUT/DELETE without a secret (private dev server only)")
 			secret := secretFlag(fs, e)
 			opt := mountFlags(fs)
+			liveOpt := defineLiveFlags(fs, e, "live-")
 			logger := logFlags(fs, e)
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 0 {
@@ -241,7 +243,7 @@ func serverCommand() command {
 				return runServer(ctx, serverSpec{
 					dir: *dir, meta: *metaAddr, chunks: addrs, http: *httpAddr, mount: *mountDir,
 					reserve: *reserve, uploadGrace: *uploadGrace, secret: *secret, anonWrites: *anonWrites,
-					mountOpt: *opt, log: log, stdout: e,
+					mountOpt: *opt, log: log, stdout: e, live: liveOpt,
 				})
 			}
 		},
@@ -257,6 +259,7 @@ type serverSpec struct {
 	mountOpt                       fusefs.Options
 	log                            *slog.Logger
 	stdout                         *env
+	live                           *liveOpts // live.listen empty: no live server
 }
 
 // runServer starts the all-in-one cluster and stops it in dependency
@@ -335,6 +338,15 @@ func runServer(ctx context.Context, sp serverSpec) error {
 		url = "http://" + h.Addr() + "/"
 		front.Go(func() error { return h.Run(frontCtx) })
 	}
+	var liveURL string
+	if sp.live != nil && sp.live.listen != "" {
+		ls, err := live.New(sp.live.config(sp.secret, strings.TrimSuffix(url, "/"), sp.log.With("daemon", "live")), live.FromClient(c))
+		if err != nil {
+			return abort(err)
+		}
+		liveURL = liveBanner(ls)
+		front.Go(func() error { return ls.Run(frontCtx) })
+	}
 	if sp.mount != "" {
 		if err := os.MkdirAll(sp.mount, 0o755); err != nil {
 			return abort(err)
@@ -356,6 +368,9 @@ func runServer(ctx context.Context, sp serverSpec) error {
 	}
 	if url != "" {
 		fmt.Fprintf(w, "  http         %s   (try: curl %sclip.mp4, or open %splayer/clip.mp4)\n", url, url, url)
+	}
+	if liveURL != "" {
+		fmt.Fprintf(w, "  live         %s\n", liveURL)
 	}
 	if sp.mount != "" {
 		fmt.Fprintf(w, "  mount        %s   (try: cp movie.mp4 %s/clip.mp4)\n", sp.mount, strings.TrimRight(sp.mount, "/"))

@@ -49,6 +49,7 @@ func commands() []command {
 		metaCommand(),
 		chunkCommand(),
 		httpdCommand(),
+		liveCommand(),
 		mountCommand(),
 		umountCommand(),
 		putCommand(),
