@@ -504,3 +504,33 @@ func TestAgentRestartReregisters(t *testing.T) {
 	wantHealthy(t, c, "reelfs-httpd", "", "httpd-1")
 	wantCount(1) // the watch lived through the restart (its index went backwards)
 }
+
+// TestLockAcrossAgentRestart: an agent that comes back empty has no
+// session and no key. The holder gives leadership up, its registration
+// comes back, and it can lead again.
+func TestLockAcrossAgentRestart(t *testing.T) {
+	agent := consultest.Start(t)
+	c := newClient(t, agent)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a := newContender(t, c, "meta-a", 7501, "reelfs/test/leader")
+	lost, err := a.lock.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	agent.Restart()
+	select {
+	case <-lost:
+		t.Logf("lost %v after the restart began: %v", time.Since(restarted).Round(time.Millisecond), a.lock.Err())
+	case <-time.After(20 * time.Second):
+		t.Fatal("leadership survived an agent that lost every session")
+	}
+	if _, err := a.lock.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("leading again %v after the restart began", time.Since(restarted).Round(time.Millisecond))
+	if ld, err := c.Leader(ctx, "reelfs/test/leader"); err != nil || ld.Address != "127.0.0.1:7501" || !ld.Held() {
+		t.Fatalf("Leader = %+v, %v", ld, err)
+	}
+}

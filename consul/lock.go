@@ -120,7 +120,9 @@ func (l *Lock) Acquire(ctx context.Context) (<-chan struct{}, error) {
 		waitIndex = 0
 		if sid == "" {
 			if sid, err = l.createSession(ctx); err != nil {
-				if err := retry("create session", err, cfg.RetryMax); err != nil {
+				// Most often the holder's check is not passing yet; it is
+				// run every CheckInterval, so look that often.
+				if err := retry("create session", err, min(cfg.RetryMax, cfg.CheckInterval)); err != nil {
 					return nil, fmt.Errorf("consul: acquire %s: %w", l.key, err)
 				}
 				continue

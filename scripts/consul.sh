@@ -29,6 +29,10 @@ if ! cached; then
 	exec 9>"$cache/.lock"
 	flock 9
 	if ! cached; then
+		command -v go >/dev/null || {
+			echo "reelfs: building Consul needs the go command on PATH" >&2
+			exit 1
+		}
 		echo "reelfs: building Consul v$version into $cache (10+ minutes, once)" >&2
 		start=$(date +%s)
 		work=$(mktemp -d "$cache/build.XXXXXX")
