@@ -240,6 +240,9 @@ func (l *Lock) monitor(ctx context.Context, sid string, done chan struct{}) {
 		// No request outlives the moment the holder must step down.
 		deadline := view.lastContact.Add(cfg.LostAfter)
 		if !time.Now().Before(nextRenew) {
+			// Consul restarts the TTL when it handles the renewal, after
+			// it was sent: counting from the send errs on the safe side.
+			sent := time.Now()
 			rctx, cancel := context.WithDeadline(ctx, deadline)
 			entry, _, err := l.c.api.Session().Renew(sid, (&api.WriteOptions{}).WithContext(rctx))
 			cancel()
@@ -252,7 +255,7 @@ func (l *Lock) monitor(ctx context.Context, sid string, done chan struct{}) {
 					return
 				}
 			default:
-				view.lastContact = time.Now()
+				view.lastContact = sent
 				view.sessionGone = entry == nil
 				nextRenew = view.lastContact.Add(renewEvery)
 			}
@@ -260,6 +263,10 @@ func (l *Lock) monitor(ctx context.Context, sid string, done chan struct{}) {
 		}
 		wait := time.Until(nextRenew)
 		if wait < 10*time.Millisecond {
+			// Too short to be worth a blocking query.
+			if sleep(ctx, wait) != nil {
+				return
+			}
 			continue
 		}
 		rctx, cancel := context.WithDeadline(ctx, deadline)
