@@ -303,7 +303,7 @@ type contender struct {
 func newContender(t *testing.T, c *Client, name string, port int, key string) *contender {
 	h := newHealthServer(t)
 	reg, _ := register(t, c, service("reelfs-meta", name, port, h))
-	lock, err := c.NewLock(key, fmt.Sprintf("127.0.0.1:%d", port), reg.CheckID())
+	lock, err := c.NewLock(LockOptions{Key: key, Holder: fmt.Sprintf("127.0.0.1:%d", port), CheckID: reg.CheckID()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,5 +532,48 @@ func TestLockAcrossAgentRestart(t *testing.T) {
 	t.Logf("leading again %v after the restart began", time.Since(restarted).Round(time.Millisecond))
 	if ld, err := c.Leader(ctx, "reelfs/test/leader"); err != nil || ld.Address != "127.0.0.1:7501" || !ld.Held() {
 		t.Fatalf("Leader = %+v, %v", ld, err)
+	}
+}
+
+// TestLockEligible: a contender that is not eligible (a metaserver outside
+// the in-sync set) never takes a free key, and takes it once it is.
+func TestLockEligible(t *testing.T) {
+	agent := consultest.Start(t)
+	c := newClient(t, agent)
+	h := newHealthServer(t)
+	reg, _ := register(t, c, service("reelfs-meta", "meta-a", 7601, h))
+	var eligible atomic.Bool
+	asked := make(chan struct{}, 100)
+	lock, err := c.NewLock(LockOptions{
+		Key: "reelfs/test/leader", Holder: "127.0.0.1:7601", CheckID: reg.CheckID(),
+		Eligible: func(context.Context) (bool, error) {
+			select {
+			case asked <- struct{}{}:
+			default:
+			}
+			return eligible.Load(), nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Release(context.Background()) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := lock.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ineligible Acquire = %v, want context.DeadlineExceeded", err)
+	}
+	if len(asked) == 0 {
+		t.Fatal("Eligible was never asked")
+	}
+	if ld, err := c.Leader(context.Background(), "reelfs/test/leader"); err != nil || ld.Held() {
+		t.Fatalf("an ineligible contender holds the key: %+v, %v", ld, err)
+	}
+	eligible.Store(true)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel2()
+	if _, err := lock.Acquire(ctx2); err != nil {
+		t.Fatalf("eligible Acquire: %v", err)
 	}
 }

@@ -23,8 +23,9 @@
 // # Leader lock
 //
 // The model is Patroni on Consul. A contender waits (by blocking query,
-// holding no session) while the leader key is held. When the key is free
-// it creates a session and acquires the key with its address as the value:
+// holding no session) while the leader key is held. When the key is free,
+// and LockOptions.Eligible agrees (a metaserver in the in-sync set), it
+// creates a session and acquires the key with its address as the value:
 //
 //	waiting, no session --key free--> session created --acquired--> leader
 //	    ^                                 |   refused: lock-delay,     |

@@ -24,11 +24,9 @@ import (
 // maybe Acquire again. Err, Session and CASJSON may be called from any
 // goroutine.
 type Lock struct {
-	c       *Client
-	key     string
-	holder  string
-	checkID string
-	log     *slog.Logger
+	c   *Client
+	opt LockOptions
+	log *slog.Logger
 
 	mu      sync.Mutex
 	session string             // the session holding key; "" when not held
@@ -38,29 +36,42 @@ type Lock struct {
 	done    chan struct{}      // closed when the monitor has returned
 }
 
-// NewLock returns a contender for key that writes holder (its address) as
-// the key's value. checkID is the holder's service check
-// (Registration.CheckID), registered with the same agent; empty ties the
-// session to the node's serfHealth alone, which does not notice a dead
-// process on a live node, so daemons always pass one.
-func (c *Client) NewLock(key, holder, checkID string) (*Lock, error) {
-	if key == "" || strings.HasPrefix(key, "/") {
-		return nil, fmt.Errorf("%w: lock key %q must be non-empty and not start with /", ErrInvalidConfig, key)
+// LockOptions describe one contender.
+type LockOptions struct {
+	// Key is the leader key, e.g. reelfs/meta/leader.
+	Key string
+	// Holder is the contender's address, written as the key's value.
+	Holder string
+	// CheckID is the holder's own service check (Registration.CheckID),
+	// registered with the same agent. Empty ties the session to the
+	// node's serfHealth alone, which does not notice a dead process on a
+	// live node, so daemons always give one.
+	CheckID string
+	// Eligible, when set, is asked before each attempt to take a free key;
+	// while it answers false (or fails) Acquire keeps waiting. A
+	// metaserver answers whether it is in the persisted in-sync set, so
+	// that only a member can lead. It is a filter, not a fence: the set
+	// may change right after the answer, so a new leader checks again
+	// under its epoch.
+	Eligible func(ctx context.Context) (bool, error)
+}
+
+// NewLock returns a contender described by opt.
+func (c *Client) NewLock(opt LockOptions) (*Lock, error) {
+	if opt.Key == "" || strings.HasPrefix(opt.Key, "/") {
+		return nil, fmt.Errorf("%w: lock key %q must be non-empty and not start with /", ErrInvalidConfig, opt.Key)
 	}
-	if holder == "" {
-		return nil, fmt.Errorf("%w: lock %s: holder address is empty", ErrInvalidConfig, key)
+	if opt.Holder == "" {
+		return nil, fmt.Errorf("%w: lock %s: holder address is empty", ErrInvalidConfig, opt.Key)
 	}
-	return &Lock{
-		c: c, key: key, holder: holder, checkID: checkID,
-		log: c.log.With("lock", key, "holder", holder),
-	}, nil
+	return &Lock{c: c, opt: opt, log: c.log.With("lock", opt.Key, "holder", opt.Holder)}, nil
 }
 
 // Acquire blocks until this contender holds the key or ctx ends. While
 // another session holds the key it waits by blocking query, holding no
-// session of its own; when the key is free it creates a session (which
-// fails until the holder's check passes) and takes the key, retrying while
-// Consul's lock-delay refuses it.
+// session of its own; when the key is free, and LockOptions.Eligible (if
+// set) agrees, it creates a session (which fails until the holder's check
+// passes) and takes the key, retrying while Consul's lock-delay refuses it.
 //
 // The returned channel is closed when leadership ends: the session was
 // invalidated, the key was taken away or deleted, Consul stayed
@@ -98,12 +109,12 @@ func (l *Lock) Acquire(ctx context.Context) (<-chan struct{}, error) {
 	}
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("consul: acquire %s: %w", l.key, err)
+			return nil, fmt.Errorf("consul: acquire %s: %w", l.opt.Key, err)
 		}
 		pair, index, err := l.read(ctx, waitIndex)
 		if err != nil {
 			if err := retry("read leader key", err, cfg.RetryMax); err != nil {
-				return nil, fmt.Errorf("consul: acquire %s: %w", l.key, err)
+				return nil, fmt.Errorf("consul: acquire %s: %w", l.opt.Key, err)
 			}
 			continue
 		}
@@ -118,12 +129,28 @@ func (l *Lock) Acquire(ctx context.Context) (<-chan struct{}, error) {
 			continue
 		}
 		waitIndex = 0
+		if l.opt.Eligible != nil {
+			ok, err := l.opt.Eligible(ctx)
+			if err == nil && !ok {
+				err = errNotEligible
+			}
+			if err != nil {
+				if sid != "" {
+					l.destroy(sid)
+					sid = ""
+				}
+				if err := retry("eligibility", err, cfg.RetryMax); err != nil {
+					return nil, fmt.Errorf("consul: acquire %s: %w", l.opt.Key, err)
+				}
+				continue
+			}
+		}
 		if sid == "" {
 			if sid, err = l.createSession(ctx); err != nil {
 				// Most often the holder's check is not passing yet; it is
 				// run every CheckInterval, so look that often.
 				if err := retry("create session", err, min(cfg.RetryMax, cfg.CheckInterval)); err != nil {
-					return nil, fmt.Errorf("consul: acquire %s: %w", l.key, err)
+					return nil, fmt.Errorf("consul: acquire %s: %w", l.opt.Key, err)
 				}
 				continue
 			}
@@ -135,7 +162,7 @@ func (l *Lock) Acquire(ctx context.Context) (<-chan struct{}, error) {
 			l.destroy(sid)
 			sid = ""
 			if err := retry("acquire key", err, cfg.RetryMax); err != nil {
-				return nil, fmt.Errorf("consul: acquire %s: %w", l.key, err)
+				return nil, fmt.Errorf("consul: acquire %s: %w", l.opt.Key, err)
 			}
 			continue
 		}
@@ -143,7 +170,7 @@ func (l *Lock) Acquire(ctx context.Context) (<-chan struct{}, error) {
 			// Lock-delay after the last holder's session was invalidated,
 			// or another contender was faster: look again soon.
 			if err := retry("acquire key", errors.New("refused (lock-delay or taken)"), cfg.LockDelay); err != nil {
-				return nil, fmt.Errorf("consul: acquire %s: %w", l.key, err)
+				return nil, fmt.Errorf("consul: acquire %s: %w", l.opt.Key, err)
 			}
 			continue
 		}
@@ -153,6 +180,9 @@ func (l *Lock) Acquire(ctx context.Context) (<-chan struct{}, error) {
 		return lost, nil
 	}
 }
+
+// errNotEligible is what Acquire logs while LockOptions.Eligible says no.
+var errNotEligible = errors.New("not eligible to lead")
 
 // read is a blocking read of the leader key when waitIndex is nonzero.
 func (l *Lock) read(ctx context.Context, waitIndex uint64) (*api.KVPair, uint64, error) {
@@ -165,7 +195,7 @@ func (l *Lock) read(ctx context.Context, waitIndex uint64) (*api.KVPair, uint64,
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	pair, meta, err := l.c.api.KV().Get(l.key, q.WithContext(ctx))
+	pair, meta, err := l.c.api.KV().Get(l.opt.Key, q.WithContext(ctx))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -175,14 +205,14 @@ func (l *Lock) read(ctx context.Context, waitIndex uint64) (*api.KVPair, uint64,
 func (l *Lock) createSession(ctx context.Context) (string, error) {
 	cfg := l.c.cfg
 	se := &api.SessionEntry{
-		Name:       "reelfs lock " + l.key,
+		Name:       "reelfs lock " + l.opt.Key,
 		Behavior:   api.SessionBehaviorRelease,
 		TTL:        cfg.SessionTTL.String(),
 		LockDelay:  cfg.LockDelay,
 		NodeChecks: []string{"serfHealth"},
 	}
-	if l.checkID != "" {
-		se.ServiceChecks = []api.ServiceCheck{{ID: l.checkID}}
+	if l.opt.CheckID != "" {
+		se.ServiceChecks = []api.ServiceCheck{{ID: l.opt.CheckID}}
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 	defer cancel()
@@ -193,7 +223,7 @@ func (l *Lock) createSession(ctx context.Context) (string, error) {
 func (l *Lock) tryAcquire(ctx context.Context, sid string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.c.cfg.RequestTimeout)
 	defer cancel()
-	ok, _, err := l.c.api.KV().Acquire(&api.KVPair{Key: l.key, Value: []byte(l.holder), Session: sid},
+	ok, _, err := l.c.api.KV().Acquire(&api.KVPair{Key: l.opt.Key, Value: []byte(l.opt.Holder), Session: sid},
 		(&api.WriteOptions{}).WithContext(ctx))
 	return ok, err
 }
@@ -270,7 +300,7 @@ func (l *Lock) monitor(ctx context.Context, sid string, done chan struct{}) {
 			continue
 		}
 		rctx, cancel := context.WithDeadline(ctx, deadline)
-		pair, meta, err := l.c.api.KV().Get(l.key, (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(rctx))
+		pair, meta, err := l.c.api.KV().Get(l.opt.Key, (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(rctx))
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -310,7 +340,7 @@ func (l *Lock) lose(sid, reason string) {
 	l.log.Warn("consul: leadership lost", "session", sid, "reason", reason)
 	l.mu.Lock()
 	l.session = ""
-	l.err = fmt.Errorf("%w: %s: %s", ErrLockLost, l.key, reason)
+	l.err = fmt.Errorf("%w: %s: %s", ErrLockLost, l.opt.Key, reason)
 	close(l.lost)
 	l.mu.Unlock()
 	// A holder that only lost touch with Consul may still own a live
@@ -330,7 +360,7 @@ func (l *Lock) Err() error {
 	case l.err != nil:
 		return l.err
 	}
-	return fmt.Errorf("consul: lock %s: %w", l.key, ErrNotLeader)
+	return fmt.Errorf("consul: lock %s: %w", l.opt.Key, ErrNotLeader)
 }
 
 // Session is the id of the session holding the key, or ErrNotLeader.
@@ -338,7 +368,7 @@ func (l *Lock) Session() (string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.session == "" {
-		return "", fmt.Errorf("consul: lock %s: %w", l.key, ErrNotLeader)
+		return "", fmt.Errorf("consul: lock %s: %w", l.opt.Key, ErrNotLeader)
 	}
 	return l.session, nil
 }
@@ -354,7 +384,7 @@ func (l *Lock) Release(ctx context.Context) error {
 	sid := l.session
 	if sid != "" {
 		l.session = ""
-		l.err = fmt.Errorf("consul: lock %s released: %w", l.key, ErrNotLeader)
+		l.err = fmt.Errorf("consul: lock %s released: %w", l.opt.Key, ErrNotLeader)
 		close(l.lost)
 	}
 	l.mu.Unlock()
@@ -363,11 +393,11 @@ func (l *Lock) Release(ctx context.Context) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, l.c.cfg.RequestTimeout)
 	defer cancel()
-	_, _, err := l.c.api.KV().Release(&api.KVPair{Key: l.key, Value: []byte(l.holder), Session: sid},
+	_, _, err := l.c.api.KV().Release(&api.KVPair{Key: l.opt.Key, Value: []byte(l.opt.Holder), Session: sid},
 		(&api.WriteOptions{}).WithContext(rctx))
 	l.destroy(sid)
 	if err != nil {
-		return fmt.Errorf("consul: release %s: %w", l.key, err)
+		return fmt.Errorf("consul: release %s: %w", l.opt.Key, err)
 	}
 	l.log.Info("consul: lock released", "session", sid)
 	return nil
@@ -388,7 +418,7 @@ func (l *Lock) CASJSON(ctx context.Context, key string, v any, modifyIndex uint6
 		return fmt.Errorf("consul: encode %s: %w", key, err)
 	}
 	ops := api.TxnOps{
-		{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: l.key, Session: sid}},
+		{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: l.opt.Key, Session: sid}},
 		{KV: &api.KVTxnOp{Verb: api.KVCAS, Key: key, Value: data, Index: modifyIndex}},
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.c.cfg.RequestTimeout)
