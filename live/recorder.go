@@ -152,6 +152,15 @@ func (r *recorder) sample(k int, data []byte, ts uint32, at time.Time) {
 // writes the last fragment, ends the playlist and closes the files.
 func (r *recorder) finish() {
 	now := time.Now()
+	for k, b := range r.builders {
+		if b == nil {
+			continue
+		}
+		b.Flush() // the last frame waits in the builder for a next one
+		for smp := b.Pop(); smp != nil; smp = b.Pop() {
+			r.sample(k, smp.Data, smp.PacketTimestamp, now)
+		}
+	}
 	for k, p := range r.pending {
 		if p == nil {
 			continue

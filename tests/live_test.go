@@ -1,0 +1,512 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media/h264reader"
+	"github.com/pion/webrtc/v4/pkg/media/oggreader"
+	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
+)
+
+// liveAPI is a pion API for test peers: candidates on 127.0.0.1 only,
+// and pion's default interceptors (NACK, reports), as a browser has.
+func liveAPI(t testing.TB) *webrtc.API {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(reg))
+}
+
+// whipConnect sends pc's offer (all candidates gathered) to url and
+// applies the answer; it returns the session's Location.
+func whipConnect(t testing.TB, pc *webrtc.PeerConnection, url string) string {
+	t.Helper()
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	resp, err := http.Post(url, "application/sdp", strings.NewReader(pc.LocalDescription().SDP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST %s: %d %s", url, resp.StatusCode, body)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.Get("Location")
+}
+
+func waitConnected(t testing.TB, pc *webrtc.PeerConnection, d time.Duration) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
+			return
+		}
+	}
+	t.Fatalf("peer connection %s after %v", pc.ConnectionState(), d)
+}
+
+// liveMedia makes secs seconds of H.264 (30 fps, keyframe each second,
+// about rate bit/s) and Opus in 20 ms packets with ffmpeg, and returns
+// the video as Annex B access units and the Opus packets.
+func liveMedia(t testing.TB, secs int, rate string) (video [][]byte, audio [][]byte) {
+	t.Helper()
+	dir := t.TempDir()
+	h264, ogg := filepath.Join(dir, "v.h264"), filepath.Join(dir, "a.ogg")
+	for _, args := range [][]string{
+		{"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=640x360:rate=30:duration=%d", secs), "-c:v", "libx264",
+			"-preset", "veryfast", "-profile:v", "baseline", "-bf", "0", "-g", "30", "-keyint_min", "30",
+			"-sc_threshold", "0", "-b:v", rate, "-maxrate", rate, "-bufsize", rate, "-pix_fmt", "yuv420p",
+			"-x264-params", "repeat-headers=1", h264},
+		{"-f", "lavfi", "-i", fmt.Sprintf("sine=frequency=440:sample_rate=48000:duration=%d", secs), "-c:a", "libopus",
+			"-b:a", "64k", "-page_duration", "20000", "-frame_duration", "20", ogg},
+	} {
+		if out, err := exec.Command("ffmpeg", append([]string{"-v", "error", "-y"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
+		}
+	}
+	f, err := os.Open(h264)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := h264reader.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A frame may have several slices: a new access unit starts with a
+	// parameter set or a slice whose first_mb_in_slice is 0 (its first
+	// exp-Golomb bit is 1) once the current one has a slice.
+	var cur []byte
+	slices := 0
+	for i := 0; i < 1e6; i++ {
+		nal, err := r.NextNAL()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		isSlice := nal.UnitType == h264reader.NalUnitTypeCodedSliceIdr || nal.UnitType == h264reader.NalUnitTypeCodedSliceNonIdr
+		if slices > 0 && (!isSlice || (len(nal.Data) > 1 && nal.Data[1]&0x80 != 0)) {
+			video, cur, slices = append(video, cur), nil, 0
+		}
+		cur = append(append(cur, 0, 0, 0, 1), nal.Data...)
+		if isSlice {
+			slices++
+		}
+	}
+	if slices > 0 {
+		video = append(video, cur)
+	}
+	if len(video) != secs*30 {
+		t.Fatalf("%d access units in %d s of 30 fps video", len(video), secs)
+	}
+	a, err := os.Open(ogg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	or, _, err := oggreader.NewWith(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 1e6; i++ {
+		page, _, err := or.ParseNextPage()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(page, []byte("OpusTags")) {
+			audio = append(audio, page)
+		}
+	}
+	return video, audio
+}
+
+// livePublisher is a pion WHIP publisher that packetizes itself, so it
+// knows every packet it sent.
+type livePublisher struct {
+	pc           *webrtc.PeerConnection
+	video, audio *webrtc.TrackLocalStaticRTP
+	vpack, apack rtp.Packetizer
+	location     string
+	sentVideo    int
+	sentAudio    int
+	sendTimes    sync.Map // video sequence number -> time.Time of sending
+}
+
+func newLivePublisher(t testing.TB, url string) *livePublisher {
+	t.Helper()
+	pc, err := liveAPI(t).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	p := &livePublisher{pc: pc}
+	p.video, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "video", "pub")
+	p.audio, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "pub")
+	for _, tr := range []*webrtc.TrackLocalStaticRTP{p.video, p.audio} {
+		tc, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { // drain RTCP so the interceptors see it (NACKs are answered by pion's responder)
+			for {
+				if _, _, err := tc.Sender().ReadRTCP(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	// Payload types and SSRCs are rewritten by the track binding.
+	p.vpack = rtp.NewPacketizer(1200, 0, 0, &codecs.H264Payloader{}, rtp.NewRandomSequencer(), 90000)
+	p.apack = rtp.NewPacketizer(1200, 0, 0, &codecs.OpusPayloader{}, rtp.NewRandomSequencer(), 48000)
+	p.location = whipConnect(t, pc, url)
+	return p
+}
+
+// stream sends the media in real time; it returns early when ctx ends.
+func (p *livePublisher) stream(ctx context.Context, t testing.TB, video, audio [][]byte) {
+	start := time.Now()
+	vi, ai := 0, 0
+	for vi < len(video) || ai < len(audio) {
+		vAt := time.Duration(vi) * time.Second / 30
+		aAt := time.Duration(ai) * 20 * time.Millisecond
+		isVideo := ai >= len(audio) || (vi < len(video) && vAt <= aAt)
+		at := aAt
+		if isVideo {
+			at = vAt
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(start.Add(at))):
+		}
+		if isVideo {
+			for _, pk := range p.vpack.Packetize(video[vi], 3000) {
+				p.sendTimes.Store(pk.SequenceNumber, time.Now())
+				if err := p.video.WriteRTP(pk); err != nil {
+					t.Errorf("write video: %v", err)
+					return
+				}
+				p.sentVideo++
+			}
+			vi++
+		} else {
+			for _, pk := range p.apack.Packetize(audio[ai], 960) {
+				if err := p.audio.WriteRTP(pk); err != nil {
+					t.Errorf("write audio: %v", err)
+					return
+				}
+				p.sentAudio++
+			}
+			ai++
+		}
+	}
+}
+
+// liveViewer is a pion WHEP viewer: it keeps every video sequence number
+// it got, rebuilds H.264 frames, and keeps its first keyframe.
+type liveViewer struct {
+	pc       *webrtc.PeerConnection
+	mu       sync.Mutex
+	video    map[uint16]bool
+	audio    int
+	frames   int
+	keyframe []byte // the first IDR access unit, Annex B
+	keys     int
+	annexB   bytes.Buffer // every frame, when keep is set
+	keep     bool
+	latency  []time.Duration
+	pub      *livePublisher
+}
+
+func newLiveViewer(t testing.TB, url string, pub *livePublisher, keep bool) *liveViewer {
+	t.Helper()
+	pc, err := liveAPI(t).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	v := &liveViewer{pc: pc, video: map[uint16]bool{}, keep: keep, pub: pub}
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		var sb *samplebuilder.SampleBuilder
+		if tr.Kind() == webrtc.RTPCodecTypeVideo {
+			sb = samplebuilder.New(512, &codecs.H264Packet{}, 90000)
+		}
+		for {
+			pk, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			now := time.Now()
+			v.mu.Lock()
+			if sb == nil {
+				v.audio++
+				v.mu.Unlock()
+				continue
+			}
+			if !v.video[pk.SequenceNumber] {
+				v.video[pk.SequenceNumber] = true
+				if sent, ok := v.pub.sendTimes.Load(pk.SequenceNumber); ok {
+					v.latency = append(v.latency, now.Sub(sent.(time.Time)))
+				}
+				sb.Push(pk)
+				for s := sb.Pop(); s != nil; s = sb.Pop() {
+					v.frames++
+					if hasIDR(s.Data) {
+						v.keys++
+						if v.keyframe == nil {
+							v.keyframe = s.Data
+						}
+					}
+					if v.keep {
+						v.annexB.Write(s.Data)
+					}
+				}
+			}
+			v.mu.Unlock()
+		}
+	})
+	whipConnect(t, pc, url)
+	return v
+}
+
+// hasIDR reports whether an Annex B access unit holds an IDR slice.
+func hasIDR(au []byte) bool {
+	for i := 0; i+3 < len(au); i++ {
+		if au[i] == 0 && au[i+1] == 0 && au[i+2] == 1 && au[i+3]&0x1f == 5 {
+			return true
+		}
+	}
+	return false
+}
+
+type liveStream struct {
+	Name      string `json:"name"`
+	Viewers   int    `json:"viewers"`
+	Recording string `json:"recording"`
+	Playlist  string `json:"playlist"`
+}
+
+func liveStreams(t testing.TB, base string) []liveStream {
+	t.Helper()
+	resp, err := http.Get(base + "/api/streams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out []liveStream
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestLiveFanOutAndRecording is the issue's end-to-end case: a pion
+// publisher streams 20 s of ffmpeg-made H.264 + Opus through WHIP to 20
+// pion WHEP viewers; every viewer gets every video packet and decodable
+// keyframes; the recording plays over HTTP while it grows, and at the
+// end has both streams, ~20 s, and a frame at 15 s.
+func TestLiveFanOutAndRecording(t *testing.T) {
+	needTool(t, "ffmpeg", "ffprobe")
+	const secs, viewers = 20, 20
+	video, audio := liveMedia(t, secs, "1M")
+	c := startCluster(t, clusterOpts{http: true, live: true})
+	base := "http://" + c.live
+
+	pub := newLivePublisher(t, base+"/whip/cam")
+	waitConnected(t, pub.pc, 10*time.Second)
+	vs := make([]*liveViewer, viewers)
+	for i := range vs {
+		vs[i] = newLiveViewer(t, base+"/whep/cam", pub, i < 2)
+	}
+	for _, v := range vs {
+		waitConnected(t, v.pc, 15*time.Second)
+	}
+	// The server forwards to a viewer once its side of the connection is
+	// up too; it counts those.
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if s := liveStreams(t, base); len(s) == 1 && s[0].Viewers == viewers {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("server does not count %d viewers: %+v", viewers, liveStreams(t, base))
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); pub.stream(ctx, t, video, audio) }()
+
+	// While live: the recording over HTTP grows and plays.
+	info := liveStreams(t, base)[0]
+	if !strings.HasPrefix(info.Recording, "/live/cam/") {
+		t.Fatalf("recording path %q", info.Recording)
+	}
+	recURL := "http://" + c.http + info.Recording
+	var growing []float64
+	for _, at := range []time.Duration{6 * time.Second, 12 * time.Second} {
+		select {
+		case <-time.After(at - time.Duration(len(growing))*6*time.Second):
+		case <-done:
+		}
+		d, types := probe(t, recURL)
+		growing = append(growing, d)
+		if strings.Join(types, ",") != "video,audio" {
+			t.Errorf("live recording has streams %v", types)
+		}
+	}
+	t.Logf("recording duration while live: %v", growing)
+	if !(growing[0] > 2 && growing[1] > growing[0]+3) {
+		t.Errorf("recording did not grow while live: %v", growing)
+	}
+	<-done
+
+	// Every viewer got every video packet (NACKs may have fetched a few
+	// again), keyframes each second that decode, and the audio.
+	time.Sleep(500 * time.Millisecond)
+	var lat []time.Duration
+	for i, v := range vs {
+		v.mu.Lock()
+		got, frames, keys, audioN, key := len(v.video), v.frames, v.keys, v.audio, v.keyframe
+		lat = append(lat, v.latency...)
+		v.mu.Unlock()
+		if got != pub.sentVideo {
+			t.Errorf("viewer %d: %d of %d video packets", i, got, pub.sentVideo)
+		}
+		if frames < len(video)-1 || keys < secs-1 {
+			t.Errorf("viewer %d: %d frames, %d keyframes; sent %d frames, %d keyframes", i, frames, keys, len(video), secs)
+		}
+		if audioN < pub.sentAudio*99/100 {
+			t.Errorf("viewer %d: %d of %d audio packets", i, audioN, pub.sentAudio)
+		}
+		if key == nil {
+			t.Errorf("viewer %d: no keyframe", i)
+			continue
+		}
+		f := filepath.Join(t.TempDir(), "key.h264")
+		os.WriteFile(f, key, 0o644)
+		if out, err := exec.Command("ffmpeg", "-v", "error", "-i", f, "-frames:v", "1", "-f", "null", "-").CombinedOutput(); err != nil {
+			t.Errorf("viewer %d: its first keyframe does not decode: %v\n%s", i, err, out)
+		}
+	}
+	for i := 0; i < 2; i++ { // two viewers' whole streams decode frame by frame
+		f := filepath.Join(t.TempDir(), "all.h264")
+		os.WriteFile(f, vs[i].annexB.Bytes(), 0o644)
+		out, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", f).CombinedOutput()
+		// The sample builder gives a frame out when the next one starts,
+		// so the last one stays in it.
+		if err != nil || strings.TrimSpace(string(out)) != fmt.Sprint(len(video)-1) {
+			t.Errorf("viewer %d's stream decodes to %q frames (%v), want %d", i, out, err, len(video)-1)
+		}
+	}
+	if len(lat) > 0 {
+		p50, p99 := percentile(lat, 50), percentile(lat, 99)
+		t.Logf("publisher send to viewer receive over %d packets: p50 %v p99 %v", len(lat), p50, p99)
+	}
+
+	// The publisher leaves: viewers are told, the recording is finished.
+	req, _ := http.NewRequest("DELETE", base+pub.location, nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("DELETE: %v %v", resp, err)
+	}
+	for i, v := range vs {
+		for end := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			st := v.pc.ConnectionState()
+			if st == webrtc.PeerConnectionStateClosed || st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateDisconnected {
+				break
+			}
+			if time.Now().After(end) {
+				t.Fatalf("viewer %d still %s after the stream ended", i, st)
+			}
+		}
+	}
+	plURL := "http://" + c.http + info.Playlist
+	for end := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get(plURL)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.HasSuffix(string(b), "#EXT-X-ENDLIST\n") {
+				if n := strings.Count(string(b), "#EXTINF:"); n < secs-2 || n > secs+2 {
+					t.Errorf("playlist has %d segments for %d s", n, secs)
+				}
+				break
+			}
+		}
+		if time.Now().After(end) {
+			t.Fatalf("playlist %s never ended", plURL)
+		}
+	}
+	d, types := probe(t, recURL)
+	if d < secs-1 || d > secs+1 || strings.Join(types, ",") != "video,audio" {
+		t.Errorf("finished recording: %.2f s, streams %v; want ~%d s of video and audio", d, types, secs)
+	}
+	png := filepath.Join(t.TempDir(), "at15.png")
+	if out, err := exec.Command("ffmpeg", "-v", "error", "-ss", "15", "-i", recURL, "-frames:v", "1", png).CombinedOutput(); err != nil {
+		t.Errorf("ffmpeg -ss 15: %v\n%s", err, out)
+	} else if st, err := os.Stat(png); err != nil || st.Size() == 0 {
+		t.Errorf("no frame at 15 s")
+	}
+	// The HLS playlist plays too, from its middle.
+	if out, err := exec.Command("ffmpeg", "-v", "error", "-ss", "10", "-i", plURL, "-frames:v", "1", "-f", "null", "-").CombinedOutput(); err != nil {
+		t.Errorf("ffmpeg on the HLS playlist: %v\n%s", err, out)
+	}
+}
+
+func percentile(d []time.Duration, p int) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	for i := 1; i < len(s); i++ { // insertion sort is fine for a few 10k
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	return s[(len(s)-1)*p/100]
+}
