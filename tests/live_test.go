@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
@@ -329,6 +330,7 @@ func hasIDR(au []byte) bool {
 
 type liveStream struct {
 	Name      string `json:"name"`
+	Codecs    string `json:"codecs"`
 	Viewers   int    `json:"viewers"`
 	Recording string `json:"recording"`
 	Playlist  string `json:"playlist"`
@@ -509,4 +511,109 @@ func percentile(d []time.Duration, p int) time.Duration {
 		}
 	}
 	return s[(len(s)-1)*p/100]
+}
+
+// TestLiveBrowser: headless Chromium publishes its fake camera through
+// the publish page (WHIP), a second page watches through WHEP and its
+// video advances, and a third page plays the growing recording from
+// httpd. Screenshots go to $REELFS_ARTIFACTS (or a temp dir).
+func TestLiveBrowser(t *testing.T) {
+	needTool(t, "chromium", "ffprobe")
+	c := startCluster(t, clusterOpts{http: true, live: true})
+	base := "http://" + c.live
+	artifacts := os.Getenv("REELFS_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = t.TempDir()
+	}
+	os.MkdirAll(artifacts, 0o755)
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath("/usr/bin/chromium"), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"), chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true), chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	browser, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	if err := chromedp.Do(browser); err != nil { // start the browser; tabs open in it
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(browser, 90*time.Second)
+	defer cancel()
+	shot := func(tab context.Context, name string) {
+		png, err := chromedp.Run(tab, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Errorf("screenshot %s: %v", name, err)
+			return
+		}
+		p := filepath.Join(artifacts, "live-"+name+".png")
+		os.WriteFile(p, png, 0o644)
+		t.Logf("screenshot: %s", p)
+	}
+	// poll evaluates expr every 200 ms until cond holds or ctx ends.
+	poll := func(tab context.Context, what, expr string, cond func(float64) bool) float64 {
+		var v float64
+		for {
+			got, err := chromedp.Run(tab, chromedp.Evaluate[float64](expr))
+			if err == nil {
+				v = got
+				if cond(v) {
+					return v
+				}
+			}
+			select {
+			case <-ctx.Done():
+				status, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.body.innerText`))
+				t.Fatalf("%s: stuck at %v (err %v); page says:\n%s\nserver log:\n%s", what, v, err, status, tail(c.log.String(), 3000))
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+
+	pubTab, cancelPub := chromedp.NewContext(ctx)
+	defer cancelPub()
+	if err := chromedp.Do(pubTab, chromedp.Navigate(base+"/live/cam?publish")); err != nil {
+		t.Fatal(err)
+	}
+	var info liveStream
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if s := liveStreams(t, base); len(s) == 1 {
+			info = s[0]
+			break
+		}
+		if time.Now().After(end) {
+			status, _ := chromedp.Run(pubTab, chromedp.Evaluate[string](`document.body.innerText`))
+			t.Fatalf("the publish page did not start a stream; it says:\n%s\n%s", status, tail(c.log.String(), 3000))
+		}
+	}
+
+	watchTab, cancelWatch := chromedp.NewContext(ctx)
+	defer cancelWatch()
+	if err := chromedp.Do(watchTab, chromedp.Navigate(base+"/live/cam")); err != nil {
+		t.Fatal(err)
+	}
+	frames := `document.getElementById("video").getVideoPlaybackQuality().totalVideoFrames`
+	first := poll(watchTab, "watch page frames", frames, func(v float64) bool { return v > 10 })
+	poll(watchTab, "watch page frames advance", frames, func(v float64) bool { return v > first+30 })
+	shot(watchTab, "watch")
+	shot(pubTab, "publish")
+
+	// The growing recording plays in a third page (httpd's player).
+	recTab, cancelRec := chromedp.NewContext(ctx)
+	defer cancelRec()
+	if err := chromedp.Do(recTab, chromedp.Navigate("http://"+c.http+"/player"+info.Recording)); err != nil {
+		t.Fatal(err)
+	}
+	poll(recTab, "recording plays", `(() => { const v = document.getElementById("player"); if (v.paused) v.play(); return v.currentTime })()`,
+		func(v float64) bool { return v > 1 })
+	shot(recTab, "recording")
+	d, types := probe(t, "http://"+c.http+info.Recording)
+	t.Logf("browser recording %s: %.1f s, %v, codecs %s", info.Recording, d, types, info.Codecs)
+	if len(types) != 2 {
+		t.Errorf("recording of the browser stream has streams %v", types)
+	}
 }
