@@ -358,9 +358,12 @@ func (t *txn) commitChunk(ino uint64, idx uint32, add []wire.Slice) error {
 // ---- leases ----
 
 // alloc leases req.Count block ids and places req.Bytes of data. The new
-// high-water mark is in the same batch as the op-log entry, so ids are
-// never handed out twice, across restarts included.
-func (c *core) alloc(_ context.Context, req *wire.AllocReq) (wire.AllocReply, error) {
+// high-water mark is in the same batch as the op-log entry, and the reply
+// waits for a synced write covering it (the group commit), so ids are
+// never handed out twice, across restarts and power losses included: an
+// unsynced mark could be lost while blocks already exist under its ids.
+// A client leases many ids at once, so the flush is rare.
+func (c *core) alloc(ctx context.Context, req *wire.AllocReq) (wire.AllocReply, error) {
 	if req.Count < 1 || req.Count > maxAlloc {
 		return wire.AllocReply{}, errInval("alloc of %d ids (want 1..%d)", req.Count, maxAlloc)
 	}
@@ -371,15 +374,28 @@ func (c *core) alloc(_ context.Context, req *wire.AllocReq) (wire.AllocReply, er
 	if err != nil {
 		return wire.AllocReply{}, err
 	}
+	first, err := c.leaseLocked(req.Count)
+	if err == nil {
+		err = c.durable(ctx, true)
+	}
+	if err != nil {
+		return wire.AllocReply{}, err
+	}
+	return wire.AllocReply{First: first, Count: req.Count, Group: p.Group, Members: p.Members}, nil
+}
+
+// leaseLocked moves the high-water mark past n more ids and returns the
+// first of them.
+func (c *core) leaseLocked(n int) (uint64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.begin(wire.OpAlloc)
 	first := t.ctr.nextBlock
-	t.ctr.nextBlock += uint64(req.Count)
+	t.ctr.nextBlock += uint64(n)
 	if err := t.commit(); err != nil {
-		return wire.AllocReply{}, err
+		return 0, err
 	}
-	return wire.AllocReply{First: first, Count: req.Count, Group: p.Group, Members: p.Members}, nil
+	return first, nil
 }
 
 // highWater is the block-id high-water mark: every id below it was leased.

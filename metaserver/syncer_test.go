@@ -44,13 +44,12 @@ func pending(s *syncer) int {
 
 func TestGroupCommitSharesFlushes(t *testing.T) {
 	c, _ := newTestCore(t)
+	const n = 32
+	f := mkfile(t, c, 1, "f")
+	id := lease(t, c, n) // a lease is synced: take it before the gate
 	g := &gatedFlush{inner: c.syncMarker, entered: make(chan int, 100), gate: make(chan struct{}, 100)}
 	c.syncer.close()
 	c.syncer = newSyncer(g.flush)
-
-	const n = 32
-	f := mkfile(t, c, 1, "f")
-	id := lease(t, c, n)
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := 0; i < n; i++ {
