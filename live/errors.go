@@ -17,6 +17,8 @@ var (
 	ErrNoStream = errors.New("live: no such stream")
 	// ErrFull is a session beyond Config.MaxSessions.
 	ErrFull = errors.New("live: too many sessions")
+	// ErrBadMedia is a stored file that cannot be played (not MP4).
+	ErrBadMedia = errors.New("live: cannot play file")
 	// ErrClosed is a request to a server that is shutting down.
 	ErrClosed = errors.New("live: server closed")
 )

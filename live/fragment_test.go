@@ -159,6 +159,20 @@ func (m *memFS) Create(ctx context.Context, p string) (File, error) {
 	return f, nil
 }
 
+func (m *memFS) Open(ctx context.Context, p string) (ReadFile, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f := m.files[p]
+	if f == nil {
+		return nil, os.ErrNotExist
+	}
+	return memReader{bytes.NewReader(f.committed)}, nil
+}
+
+type memReader struct{ *bytes.Reader }
+
+func (memReader) Close() error { return nil }
+
 func (f *memFile) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if need := int(off) + len(p); need > len(f.data) {
 		f.data = append(f.data, make([]byte, need-len(f.data))...)

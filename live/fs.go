@@ -2,6 +2,7 @@ package live
 
 import (
 	"context"
+	"io"
 	"os"
 
 	"github.com/reelfs/reelfs/client"
@@ -13,6 +14,16 @@ import (
 type FS interface {
 	MkdirAll(ctx context.Context, path string) error
 	Create(ctx context.Context, path string) (File, error)
+	// Open opens a file for reading (WHEP playback of stored media).
+	Open(ctx context.Context, path string) (ReadFile, error)
+}
+
+// ReadFile is a file open for reading; Read and Seek serve the MP4
+// parser, ReadAt the samples.
+type ReadFile interface {
+	io.ReadSeeker
+	io.ReaderAt
+	Close() error
 }
 
 // File is a recording file open for writing.
@@ -38,5 +49,25 @@ func (f clientFS) MkdirAll(ctx context.Context, path string) error {
 func (f clientFS) Create(ctx context.Context, path string) (File, error) {
 	return f.c.CreatePath(ctx, path, 0o644, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 }
+
+func (f clientFS) Open(ctx context.Context, path string) (ReadFile, error) {
+	file, err := f.c.OpenPath(ctx, path, os.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	// Reads outlive the request that opened the file: a playback session
+	// reads for as long as it lasts, and ends by closing the file.
+	ctx = context.WithoutCancel(ctx)
+	return clientReadFile{file.IO(ctx), file, ctx}, nil
+}
+
+// clientReadFile reads a client File.
+type clientReadFile struct {
+	*client.FileIO
+	f   *client.File
+	ctx context.Context
+}
+
+func (r clientReadFile) Close() error { return r.f.Close(r.ctx) }
 
 var _ File = (*client.File)(nil)

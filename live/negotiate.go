@@ -193,8 +193,10 @@ func NegotiatePublish(raw []byte) (Offer, error) {
 
 // sameFormat reports whether an offered codec can carry the published
 // one unchanged: same name and clock and, for H.264, the same
-// packetization mode and profile (the level may differ: a decoder of a
-// higher level decodes a lower one).
+// packetization mode and profile_idc. The constraint flags and the level
+// may differ: what publishers and files send in practice (baseline,
+// constrained baseline, a level for the picture size) plays on decoders
+// that announce any of them, and browsers announce several.
 func sameFormat(pub Codec, c sdp.Codec) bool {
 	if !strings.EqualFold("video/"+c.Name, pub.MimeType) && !strings.EqualFold("audio/"+c.Name, pub.MimeType) {
 		return false
@@ -210,7 +212,7 @@ func sameFormat(pub Codec, c sdp.Codec) bool {
 		return false
 	}
 	pa, pb := strings.ToLower(a["profile-level-id"]), strings.ToLower(b["profile-level-id"])
-	return len(pa) >= 4 && len(pb) >= 4 && pa[:4] == pb[:4]
+	return len(pa) >= 2 && len(pb) >= 2 && pa[:2] == pb[:2]
 }
 
 // NegotiateView checks a WHEP offer against the codecs of a live stream:

@@ -295,6 +295,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /whip/{stream}", s.handlePublish)
 	mux.HandleFunc("POST /whep/{stream}", s.handleView)
+	mux.HandleFunc("POST /whep/vod/{path...}", s.handleVOD)
 	mux.HandleFunc("DELETE /whip/{stream}/{id}", s.handleDelete)
 	mux.HandleFunc("DELETE /whep/{stream}/{id}", s.handleDelete)
 	mux.HandleFunc("PATCH /whip/{stream}/{id}", s.handlePatch)
@@ -343,6 +344,8 @@ func (s *Server) failErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrBadOffer):
 		s.fail(w, http.StatusBadRequest, "bad-offer", err.Error())
+	case errors.Is(err, ErrBadMedia):
+		s.fail(w, http.StatusUnprocessableEntity, "bad-media", err.Error())
 	case errors.Is(err, ErrNoCodec):
 		s.fail(w, http.StatusUnprocessableEntity, "no-codec", err.Error())
 	case errors.Is(err, ErrNoStream):
@@ -368,14 +371,15 @@ func (s *Server) authorized(r *http.Request) bool {
 }
 
 // admit runs the checks every session creation shares, cheapest first,
-// and returns the offer; on false it has answered.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+// and returns the offer; on false it has answered. Live sessions name a
+// stream; playback (named) does not.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, named bool) ([]byte, bool) {
 	if !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="reelfs live"`)
 		s.fail(w, http.StatusUnauthorized, "auth", "live: missing or wrong bearer token")
 		return nil, false
 	}
-	if !streamName.MatchString(r.PathValue("stream")) {
+	if named && !streamName.MatchString(r.PathValue("stream")) {
 		s.fail(w, http.StatusBadRequest, "bad-name", "live: a stream name is 1-64 of A-Z a-z 0-9 _ . - (not starting with . _ -)")
 		return nil, false
 	}
@@ -416,7 +420,7 @@ func created(w http.ResponseWriter, location, sdp string) {
 }
 
 func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
-	offer, ok := s.admit(w, r)
+	offer, ok := s.admit(w, r, true)
 	if !ok {
 		return
 	}
@@ -430,7 +434,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleView(w http.ResponseWriter, r *http.Request) {
-	offer, ok := s.admit(w, r)
+	offer, ok := s.admit(w, r, true)
 	if !ok {
 		return
 	}
