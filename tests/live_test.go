@@ -497,6 +497,27 @@ func TestLiveFanOutAndRecording(t *testing.T) {
 	} else if st, err := os.Stat(png); err != nil || st.Size() == 0 {
 		t.Errorf("no frame at 15 s")
 	}
+	// The recording plays back over WHEP from 15 s: about 5 s of it
+	// arrive, then the server closes the connection.
+	vod := newLiveViewer(t, base+"/whep/vod"+info.Recording+"?t=15", pub, false)
+	start := time.Now()
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st := vod.pc.ConnectionState()
+		if st == webrtc.PeerConnectionStateClosed || st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateDisconnected {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("WHEP playback still %s after 20 s", st)
+		}
+	}
+	vod.mu.Lock()
+	vframes, vkeys, vaudio := vod.frames, vod.keys, vod.audio
+	vod.mu.Unlock()
+	t.Logf("WHEP playback from 15 s: %d frames (%d keyframes), %d audio packets in %v", vframes, vkeys, vaudio, time.Since(start).Round(time.Millisecond))
+	if vframes < 140 || vframes > 160 || vkeys < 4 || vaudio < 240 {
+		t.Errorf("WHEP playback from 15 s of a 20 s recording: %d frames, %d keyframes, %d audio packets", vframes, vkeys, vaudio)
+	}
+
 	// The HLS playlist plays too, from its middle.
 	if out, err := exec.Command("ffmpeg", "-v", "error", "-ss", "10", "-i", plURL, "-frames:v", "1", "-f", "null", "-").CombinedOutput(); err != nil {
 		t.Errorf("ffmpeg on the HLS playlist: %v\n%s", err, out)
