@@ -19,6 +19,8 @@ const (
 // liveOpts are the flags `reelfs live` and `reelfs server` share.
 type liveOpts struct {
 	listen, media, publicIPs, recordDir, token string
+	rate                                       float64
+	burst                                      int
 }
 
 func defineLiveFlags(fs *flag.FlagSet, e *env, prefix string) *liveOpts {
@@ -31,6 +33,9 @@ func defineLiveFlags(fs *flag.FlagSet, e *env, prefix string) *liveOpts {
 	fs.StringVar(&o.media, prefix+"media", defaultLiveMedia, "UDP address that carries all WebRTC media")
 	fs.StringVar(&o.publicIPs, prefix+"public-ip", "", "comma-separated IPs announced as ICE candidates instead of the media address's (1:1 NAT)")
 	fs.StringVar(&o.recordDir, prefix+"record-dir", "/live", "directory in reelfs that streams are recorded to (empty: no recording)")
+	def := live.DefaultConfig()
+	fs.Float64Var(&o.rate, prefix+"session-rate", def.SessionRate, "WHIP/WHEP sessions a client IP may create per second (after its burst)")
+	fs.IntVar(&o.burst, prefix+"session-burst", def.SessionBurst, "WHIP/WHEP sessions a client IP may create at once")
 	fs.StringVar(&o.token, prefix+"token", e.getenv("REELFS_LIVE_TOKEN"), "bearer token WHIP/WHEP requests must carry (env REELFS_LIVE_TOKEN; default: the cluster secret)")
 	return o
 }
@@ -39,7 +44,7 @@ func defineLiveFlags(fs *flag.FlagSet, e *env, prefix string) *liveOpts {
 func (o *liveOpts) config(secret, httpBase string, log *slog.Logger) live.Config {
 	cfg := live.DefaultConfig()
 	cfg.Listen, cfg.MediaListen, cfg.RecordDir, cfg.HTTPBase, cfg.Logger = o.listen, o.media, o.recordDir, httpBase, log
-	cfg.Secret = o.token
+	cfg.Secret, cfg.SessionRate, cfg.SessionBurst = o.token, o.rate, o.burst
 	if cfg.Secret == "" {
 		cfg.Secret = secret
 	}
