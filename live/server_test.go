@@ -83,6 +83,16 @@ func TestFanOut(t *testing.T) {
 	if info := s.Streams(); len(info) != 1 || info[0].Viewers != nViewers || info[0].Name != "cam" {
 		t.Errorf("Streams() = %+v", info)
 	}
+	// A viewer's DELETE ends only that viewer.
+	last3 := vs[nViewers-1]
+	if code := del(t, "http://"+s.Addr()+last3.location, ""); code != http.StatusOK {
+		t.Fatalf("DELETE viewer: %d", code)
+	}
+	waitState(t, last3.pc, 15*time.Second, webrtc.PeerConnectionStateClosed, webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateDisconnected)
+	if err := eventually(5*time.Second, func() bool { return s.Streams()[0].Viewers == nViewers-1 }); err != nil {
+		t.Errorf("after a viewer's DELETE: %+v", s.Streams())
+	}
+	vs = vs[:nViewers-1]
 
 	// A NACK is answered from the packet cache: the packet comes again.
 	v := vs[0]

@@ -309,9 +309,26 @@ type viewer struct {
 
 	outBytes [numKinds]prometheus.Counter
 	live     atomic.Bool // connected: packets are queued for it
-	counted  atomic.Bool // counted in the viewers gauge
 	done     chan struct{}
 	endOnce  sync.Once
+
+	gmu     sync.Mutex // guards counted and ended: the viewers gauge counts each viewer once
+	counted bool
+	ended   bool
+}
+
+// goLive starts forwarding to a newly connected viewer and counts it;
+// false when it had ended or was live already.
+func (v *viewer) goLive() bool {
+	v.gmu.Lock()
+	defer v.gmu.Unlock()
+	if v.ended || v.counted {
+		return false
+	}
+	v.counted = true
+	v.live.Store(true)
+	v.s.m.viewers.Inc()
+	return true
 }
 
 func (v *viewer) streamName() string { return v.st.name }
@@ -378,9 +395,7 @@ func (s *Server) view(ctx context.Context, name string, offer []byte) (string, s
 		v.log.Debug("peer connection", "state", state)
 		switch state {
 		case webrtc.PeerConnectionStateConnected:
-			if !v.live.Swap(true) {
-				v.counted.Store(true)
-				s.m.viewers.Inc()
+			if v.goLive() {
 				st.requestKeyframe("viewer")
 			}
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
@@ -484,12 +499,15 @@ func (v *viewer) end(reason string) {
 	v.endOnce.Do(func() {
 		s := v.s
 		v.log.Info("viewer left", "reason", reason)
+		v.gmu.Lock()
+		v.ended = true
 		v.live.Store(false)
-		close(v.done)
-		v.st.removeViewer(v)
-		if v.counted.Load() {
+		if v.counted {
 			s.m.viewers.Dec()
 		}
+		v.gmu.Unlock()
+		close(v.done)
+		v.st.removeViewer(v)
 		switch reason {
 		case "slow", "stream-ended", "connect-timeout":
 			s.m.viewersDropped.WithLabelValues(reason).Inc()
