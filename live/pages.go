@@ -149,8 +149,14 @@ async function start() {
       for (const t of media.getTracks()) {
         const tr = pc.addTransceiver(t, {direction: "sendonly"});
         if (t.kind === "video" && RTCRtpSender.getCapabilities) {
-          // H.264 first: the recording and most players take it.
-          const codecs = RTCRtpSender.getCapabilities("video").codecs;
+          // H.264 first (the recording and most players take it); the
+          // server picks it whenever it is offered, so ?codec=vp8 offers
+          // VP8 only.
+          let codecs = RTCRtpSender.getCapabilities("video").codecs;
+          const media = ["video/H264", "video/VP8", "video/VP9", "video/AV1"];
+          if ((params.get("codec") || "").toLowerCase() === "vp8") {
+            codecs = codecs.filter((c) => c.mimeType === "video/VP8" || !media.includes(c.mimeType));
+          }
           const rank = (c) => c.mimeType === "video/H264" ? 0 : c.mimeType === "video/VP8" ? 1 : 2;
           codecs.sort((a, b) => rank(a) - rank(b));
           if (tr.setCodecPreferences) tr.setCodecPreferences(codecs);

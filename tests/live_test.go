@@ -634,7 +634,85 @@ func TestLiveBrowser(t *testing.T) {
 	shot(recTab, "recording")
 	d, types := probe(t, "http://"+c.http+info.Recording)
 	t.Logf("browser recording %s: %.1f s, %v, codecs %s", info.Recording, d, types, info.Codecs)
-	if len(types) != 2 {
-		t.Errorf("recording of the browser stream has streams %v", types)
+	if len(types) != 2 || info.Codecs != "video/H264 + audio/opus" {
+		t.Errorf("recording of the browser stream has streams %v, codecs %s", types, info.Codecs)
+	}
+	stats, _ := chromedp.Run(watchTab, chromedp.Evaluate[string](`document.getElementById("stats").textContent`))
+	if !strings.Contains(stats, "viewers: 1") || !strings.Contains(stats, "latency") {
+		t.Errorf("watch page stats: %q", stats)
+	}
+
+	// The publisher's tab goes away without a DELETE: the server notices,
+	// the stream ends and its recording is finished and plays.
+	cancelPub()
+	for end := time.Now().Add(20 * time.Second); len(liveStreams(t, base)) != 0; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the stream outlived its publisher's tab by 20 s")
+		}
+	}
+	waitEndList(t, "http://"+c.http+info.Playlist)
+	if d2, types := probe(t, "http://"+c.http+info.Recording); d2 < d || len(types) != 2 {
+		t.Errorf("finished browser recording: %.1f s, %v", d2, types)
+	}
+
+	// VP8: the page offers only VP8 with ?codec=vp8; it is forwarded and
+	// recorded as such.
+	vp8Tab, cancelVP8 := chromedp.NewContext(ctx)
+	defer cancelVP8()
+	if err := chromedp.Do(vp8Tab, chromedp.Navigate(base+"/live/cam8?publish&codec=vp8")); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if s := liveStreams(t, base); len(s) == 1 {
+			info = s[0]
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("the VP8 publish page did not start a stream")
+		}
+	}
+	if info.Codecs != "video/VP8 + audio/opus" {
+		t.Errorf("?codec=vp8 published %s", info.Codecs)
+	}
+	watch8, cancelWatch8 := chromedp.NewContext(ctx)
+	defer cancelWatch8()
+	if err := chromedp.Do(watch8, chromedp.Navigate(base+"/live/cam8")); err != nil {
+		t.Fatal(err)
+	}
+	first = poll(watch8, "VP8 watch page frames", frames, func(v float64) bool { return v > 10 })
+	poll(watch8, "VP8 watch page frames advance", frames, func(v float64) bool { return v > first+30 })
+	shot(watch8, "watch-vp8")
+	cancelVP8()
+	for end := time.Now().Add(20 * time.Second); len(liveStreams(t, base)) != 0; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the VP8 stream outlived its publisher's tab by 20 s")
+		}
+	}
+	waitEndList(t, "http://"+c.http+info.Playlist)
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", "http://"+c.http+info.Recording).CombinedOutput()
+	if err != nil || strings.Fields(string(out))[0] != "vp8" {
+		t.Errorf("VP8 recording: %q %v", out, err)
+	}
+	png := filepath.Join(artifacts, "live-vp8-recording-frame.png")
+	if out, err := exec.Command("ffmpeg", "-v", "error", "-y", "-ss", "1", "-i", "http://"+c.http+info.Recording, "-frames:v", "1", png).CombinedOutput(); err != nil {
+		t.Errorf("a frame of the VP8 recording: %v\n%s", err, out)
+	}
+}
+
+// waitEndList waits until the HLS playlist at url has its ENDLIST.
+func waitEndList(t testing.TB, url string) string {
+	t.Helper()
+	for end := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.HasSuffix(string(b), "#EXT-X-ENDLIST\n") {
+				return string(b)
+			}
+		}
+		if time.Now().After(end) {
+			t.Fatalf("playlist %s never ended", url)
+		}
 	}
 }
