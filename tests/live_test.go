@@ -359,7 +359,11 @@ func TestLiveFanOutAndRecording(t *testing.T) {
 	needTool(t, "ffmpeg", "ffprobe")
 	const secs, viewers = 20, 20
 	video, audio := liveMedia(t, secs, "1M")
-	c := startCluster(t, clusterOpts{http: true, live: true})
+	// With FUSE, the growing recording is also read through the mount.
+	_, errFuse := os.Stat("/dev/fuse")
+	_, errFM := exec.LookPath("fusermount3")
+	withMount := os.Geteuid() == 0 && errFuse == nil && errFM == nil
+	c := startCluster(t, clusterOpts{http: true, live: true, mount: withMount})
 	base := "http://" + c.live
 
 	pub := newLivePublisher(t, base+"/whip/cam")
@@ -403,6 +407,13 @@ func TestLiveFanOutAndRecording(t *testing.T) {
 		growing = append(growing, d)
 		if strings.Join(types, ",") != "video,audio" {
 			t.Errorf("live recording has streams %v", types)
+		}
+		if withMount {
+			md, mtypes := probe(t, filepath.Join(c.mount, info.Recording))
+			t.Logf("through the mount at %v: %.2f s %v", at, md, mtypes)
+			if md < d-2 || len(mtypes) != 2 {
+				t.Errorf("the mount reads the growing recording as %.2f s %v (HTTP: %.2f s)", md, mtypes, d)
+			}
 		}
 	}
 	t.Logf("recording duration while live: %v", growing)
