@@ -1,7 +1,8 @@
 package live
 
 import (
-	"fmt"
+	"errors"
+	"io"
 	"net/http"
 	"runtime"
 	"strings"
@@ -222,13 +223,97 @@ func TestBadRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	buf := new(strings.Builder)
-	fmt.Fprint(buf, "")
-	b := make([]byte, 1<<20)
-	n, _ := resp.Body.Read(b)
+	metrics, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{`reelfs_live_refused_total{reason="rate"}`, `reelfs_live_refused_total{reason="no-codec"}`, "reelfs_live_streams 1"} {
-		if !strings.Contains(string(b[:n]), want) {
+		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// TestSlowViewerDropped: a viewer whose queue is full is dropped at once
+// (the reader never waits for it) and counted; the stream goes on.
+func TestSlowViewerDropped(t *testing.T) {
+	s := startServer(t, nil, func(c *Config) { c.ViewerQueue = 16 })
+	pc, err := loopbackAPI(t).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &stream{s: s, name: "cam", log: s.log, done: make(chan struct{})}
+	st.viewers.Store(&[]*viewer{})
+	tr, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "x")
+	slow := &viewer{s: s, st: st, id: "slow", pc: pc, q: make(chan packetItem, 16), done: make(chan struct{}), log: s.log}
+	slow.tracks[kindVideo] = tr
+	s.mu.Lock()
+	s.sessions["slow"] = slow
+	s.mu.Unlock()
+	if !st.addViewer(slow) || !slow.goLive() {
+		t.Fatal("could not add the viewer")
+	}
+	// Nobody drains its queue: the 17th packet finds it full.
+	for i := 0; i < 17; i++ {
+		for _, v := range *st.viewers.Load() {
+			v.send(kindVideo, pkt(uint16(i)))
+		}
+	}
+	select {
+	case <-slow.done:
+	default:
+		t.Fatal("the slow viewer was not dropped")
+	}
+	if n := len(*st.viewers.Load()); n != 0 {
+		t.Errorf("%d viewers left on the stream", n)
+	}
+	if err := eventually(5*time.Second, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.sessions["slow"] == nil
+	}); err != nil {
+		t.Error("the slow viewer's session was not released")
+	}
+	resp, err := http.Get("http://" + s.Addr() + "/-/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b := new(strings.Builder)
+	io.Copy(b, resp.Body)
+	for _, want := range []string{`reelfs_live_viewers_dropped_total{reason="slow"} 1`, "reelfs_live_viewers 0"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		ok   bool
+	}{
+		{"default", func(*Config) {}, true},
+		{"bad listen", func(c *Config) { c.Listen = "nope" }, false},
+		{"bad media", func(c *Config) { c.MediaListen = "x:y:z" }, false},
+		{"bad public ip", func(c *Config) { c.PublicIPs = []string{"host.example"} }, false},
+		{"relative record dir", func(c *Config) { c.RecordDir = "live" }, false},
+		{"no recording", func(c *Config) { c.RecordDir = "" }, true},
+		{"max below target", func(c *Config) { c.FragmentMax = c.FragmentTarget / 2 }, false},
+		{"tiny fragments", func(c *Config) { c.FragmentTarget = time.Millisecond }, false},
+		{"tiny queue", func(c *Config) { c.ViewerQueue = 1 }, false},
+		{"huge cache", func(c *Config) { c.PacketCache = 1 << 20 }, false},
+		{"no sessions", func(c *Config) { c.MaxSessions = 0 }, false},
+		{"no rate", func(c *Config) { c.SessionRate = 0 }, false},
+		{"nil logger", func(c *Config) { c.Logger = nil }, false},
+	}
+	for _, tt := range tests {
+		c := DefaultConfig()
+		tt.mod(&c)
+		err := c.Validate()
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: Validate() = %v", tt.name, err)
+		}
+		if err != nil && !errors.Is(err, ErrConfig) {
+			t.Errorf("%s: %v is not ErrConfig", tt.name, err)
 		}
 	}
 }
