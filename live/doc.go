@@ -64,6 +64,17 @@
 // playlist {start}.m3u8 is an EVENT playlist of byte ranges of that same
 // file, appended and committed after each fragment.
 //
+// # Playback
+//
+// POST /whep/vod/{path}?t=SECONDS plays a stored MP4 or fragmented MP4 to a
+// WHEP viewer: the file's samples are indexed from its sample tables or
+// its moofs without reading media data (vod.go, a pure function over the
+// parsed boxes), the viewer's offer is negotiated against the file's
+// codecs like against a live stream's, and once connected one goroutine
+// reads each sample from the filesystem and sends it at its time, from
+// the video keyframe at or before t. At the end of the file the session
+// ends and the viewer sees its connection close.
+//
 // # Goroutines
 //
 // Run owns every goroutine the package starts (track readers, viewer
