@@ -727,3 +727,89 @@ func waitEndList(t testing.TB, url string) string {
 		}
 	}
 }
+
+// TestLiveSeparateProcess runs `reelfs live` as its own process against
+// a cluster (as on a machine of its own), with a token: a publisher
+// without it is refused, with it its stream is recorded into the
+// cluster, and SIGTERM finishes the recording before the process exits.
+func TestLiveSeparateProcess(t *testing.T) {
+	needTool(t, "ffmpeg", "ffprobe")
+	video, audio := liveMedia(t, 3, "500k")
+	c := startCluster(t, clusterOpts{http: true})
+	addr, media := freeAddr(t), freeUDPAddr(t)
+	p := startProc(t, "live", "--meta", c.meta, "--listen", addr, "--media", media, "--token", "tok",
+		"--http-base", "http://"+c.http, "--record-dir", "/rec")
+	defer p.stop(t, 20*time.Second)
+	base := "http://" + addr
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(base + "/-/healthy"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(end) || p.exited() {
+			t.Fatalf("reelfs live did not come up\n%s", p.log.String())
+		}
+	}
+	resp, err := http.Post(base+"/whip/cam", "application/sdp", strings.NewReader("v=0\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" {
+		t.Errorf("WHIP without the token: %d", resp.StatusCode)
+	}
+
+	pc, err := liveAPI(t).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	pub := &livePublisher{pc: pc}
+	pub.video, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "video", "pub")
+	pub.audio, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "pub")
+	for _, tr := range []*webrtc.TrackLocalStaticRTP{pub.video, pub.audio} {
+		if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub.vpack = rtp.NewPacketizer(1200, 0, 0, &codecs.H264Payloader{}, rtp.NewRandomSequencer(), 90000)
+	pub.apack = rtp.NewPacketizer(1200, 0, 0, &codecs.OpusPayloader{}, rtp.NewRandomSequencer(), 48000)
+	offer, _ := pc.CreateOffer(nil)
+	gathered := webrtc.GatheringCompletePromise(pc)
+	pc.SetLocalDescription(offer)
+	<-gathered
+	req, _ := http.NewRequest("POST", base+"/whip/cam", strings.NewReader(pc.LocalDescription().SDP))
+	req.Header.Set("Content-Type", "application/sdp")
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("WHIP with the token: %d %s", resp.StatusCode, answer)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
+		t.Fatal(err)
+	}
+	waitConnected(t, pc, 10*time.Second)
+	info := liveStreams(t, base)
+	if len(info) != 1 || !strings.HasPrefix(info[0].Recording, "/rec/cam/") {
+		t.Fatalf("streams: %+v", info)
+	}
+	pub.stream(context.Background(), t, video, audio)
+
+	// SIGTERM: the server ends the stream and finishes the recording
+	// before it exits.
+	p.stop(t, 20*time.Second)
+	pl := waitEndList(t, "http://"+c.http+strings.TrimSuffix(info[0].Recording, ".mp4")+".m3u8")
+	if n := strings.Count(pl, "#EXTINF:"); n < 2 {
+		t.Errorf("playlist of a 3 s stream:\n%s", pl)
+	}
+	d, types := probe(t, "http://"+c.http+info[0].Recording)
+	if d < 2.5 || d > 3.5 || len(types) != 2 {
+		t.Errorf("recording: %.2f s %v, want ~3 s of video and audio", d, types)
+	}
+}
