@@ -70,4 +70,8 @@ type clientReadFile struct {
 
 func (r clientReadFile) Close() error { return r.f.Close(r.ctx) }
 
-var _ File = (*client.File)(nil)
+var (
+	_ FS       = clientFS{}
+	_ File     = (*client.File)(nil)
+	_ ReadFile = clientReadFile{}
+)

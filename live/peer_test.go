@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -266,5 +265,3 @@ func eventually(d time.Duration, cond func() bool) error {
 	}
 	return errTimeout
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -60,6 +60,12 @@ type stream struct {
 
 func (st *stream) streamName() string { return st.name }
 
+var (
+	_ session = (*stream)(nil)
+	_ session = (*viewer)(nil)
+	_ session = (*vodSession)(nil)
+)
+
 // publish starts a stream from a WHIP offer and returns the session id
 // and the answer.
 func (s *Server) publish(ctx context.Context, name string, offer []byte) (string, string, error) {
