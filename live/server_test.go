@@ -169,6 +169,11 @@ func TestBadRequests(t *testing.T) {
 		{"bad name", "/whip/..x", token, "application/sdp", h264Offer, 400, "stream name"},
 		{"second publisher", "/whip/live1", token, "application/sdp", offerSDP("video sendonly " + h264CB), 409, "already has a publisher"},
 		{"huge offer", "/whip/x", token, "application/sdp", strings.Repeat("a", 100<<10), 413, "over"},
+		// Offers that negotiate but that pion refuses (no ICE credentials,
+		// no DTLS fingerprint): the peer connection made for them is
+		// closed again.
+		{"publish offer without ice", "/whip/x", token, "application/sdp", offerSDP("video sendonly " + h264CB), 400, "malformed"},
+		{"view offer without ice", "/whep/live1", token, "application/sdp", h264Offer, 400, "malformed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -198,7 +203,7 @@ func TestBadRequests(t *testing.T) {
 		t.Errorf("OPTIONS: %v %v", resp, err)
 	}
 	// A flood of creations from one client is cut off by its bucket
-	// (30 tokens, and the requests above took 9 of them).
+	// (30 tokens, and the requests above took 11 of them).
 	got429 := 0
 	for i := 0; i < 40; i++ {
 		code, _, _ := post(t, base+"/whep/nobody", token, "application/sdp", []byte(h264Offer))
