@@ -465,6 +465,18 @@ func TestLiveFanOutAndRecording(t *testing.T) {
 		t.Logf("publisher send to viewer receive over %d packets: p50 %v p99 %v", len(lat), p50, p99)
 	}
 
+	// How long fragments took from their last packet to their commit
+	// (the server's histogram): logged, not asserted, on a shared machine.
+	if resp, err := http.Get(base + "/-/metrics"); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "reelfs_live_record_lag_seconds") {
+				t.Log(line)
+			}
+		}
+	}
+
 	// The publisher leaves: viewers are told, the recording is finished.
 	req, _ := http.NewRequest("DELETE", base+pub.location, nil)
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
