@@ -33,6 +33,7 @@ type recorder struct {
 	in  chan recPacket
 
 	builders [numKinds]*samplebuilder.SampleBuilder
+	arrived  [numKinds]map[uint32]time.Time // RTP timestamp -> arrival of its first packet, until its sample is out
 	mime     [numKinds]string
 	frag     fragmenter
 	ids      [numKinds]uint32
@@ -70,6 +71,9 @@ func newRecorder(s *Server, st *stream) *recorder {
 		r.mime[kindAudio], r.frag.clock[kindAudio] = c.MimeType, c.ClockRate
 	}
 	r.ids = trackIDs(r.frag.clock)
+	for k := range numKinds {
+		r.arrived[k] = map[uint32]time.Time{}
+	}
 	return r
 }
 
@@ -109,9 +113,26 @@ func (r *recorder) packet(it recPacket) {
 	if b == nil {
 		return
 	}
+	// A sample leaves the builder when the next one begins, and a
+	// keyframe's packets are paced out over a while: its first packet's
+	// arrival is the best clock of when it was captured, and it is what
+	// aligns the tracks at the start of the recording.
+	seen := r.arrived[it.kind]
+	if _, ok := seen[it.p.Timestamp]; !ok && len(seen) < 1024 {
+		seen[it.p.Timestamp] = it.at
+	}
 	b.Push(it.p)
 	for smp := b.Pop(); smp != nil; smp = b.Pop() {
-		r.sample(it.kind, smp.Data, smp.PacketTimestamp, it.at)
+		at, ok := seen[smp.PacketTimestamp]
+		if !ok {
+			at = it.at
+		}
+		for ts := range seen {
+			if int32(ts-smp.PacketTimestamp) <= 0 {
+				delete(seen, ts)
+			}
+		}
+		r.sample(it.kind, smp.Data, smp.PacketTimestamp, at)
 	}
 }
 

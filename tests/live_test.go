@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -513,6 +514,22 @@ func TestLiveFanOutAndRecording(t *testing.T) {
 	d, types := probe(t, recURL)
 	if d < secs-1 || d > secs+1 || strings.Join(types, ",") != "video,audio" {
 		t.Errorf("finished recording: %.2f s, streams %v; want ~%d s of video and audio", d, types, secs)
+	}
+	// The publisher started audio and video together: so do the tracks
+	// of the recording (aligned by the arrival of each track's first
+	// recorded frame).
+	if out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=codec_type,start_time", "-of", "csv=p=0", recURL).CombinedOutput(); err != nil {
+		t.Errorf("ffprobe start times: %v\n%s", err, out)
+	} else {
+		starts := map[string]float64{}
+		for _, line := range strings.Fields(string(out)) {
+			kind, v, _ := strings.Cut(line, ",")
+			starts[kind], _ = strconv.ParseFloat(v, 64)
+		}
+		t.Logf("recording start times: %v", starts)
+		if d := starts["audio"] - starts["video"]; d < -0.1 || d > 0.1 {
+			t.Errorf("audio starts %.3f s after video in the recording", d)
+		}
 	}
 	png := filepath.Join(t.TempDir(), "at15.png")
 	if out, err := exec.Command("ffmpeg", "-v", "error", "-ss", "15", "-i", recURL, "-frames:v", "1", png).CombinedOutput(); err != nil {
