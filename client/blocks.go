@@ -64,10 +64,12 @@ func (c *Client) upload(ctx context.Context, data []byte) (id uint64, group uint
 			}
 			return 0, 0, fmt.Errorf("client: allocate block id: %w", err)
 		}
+		c.holdPut(t.id) // the caller ends the hold once the slices are marked uploaded
 		err = c.putMembers(ctx, t, data, crc)
 		if err == nil {
 			return t.id, t.group, nil
 		}
+		c.unholdPut(t.id)
 		if ctx.Err() != nil {
 			return 0, 0, fmt.Errorf("client: put block %s: %w (last error: %v)", wire.BlockName(t.id), ctx.Err(), err)
 		}

@@ -61,6 +61,14 @@ type Client struct {
 	upSem  chan struct{} // block PUTs in flight
 	preSem chan struct{} // prefetch goroutines
 
+	// putMu guards putting: the ids of block PUTs under way (id -> PUTs),
+	// from the id's allocation until the write buffer marks the slices
+	// uploaded, or the PUT failed. Keep-alives report them with the
+	// uploaded slices, so the metaserver's collector of uncommitted
+	// uploads never takes a live writer's blocks.
+	putMu   sync.Mutex
+	putting map[uint64]int
+
 	// sessMu orders keep-alives against opens: an open (or create) holds
 	// it shared from its RPC until the inode is in the open set, and a
 	// keep-alive holds it exclusively while it snapshots and sends the
@@ -251,21 +259,80 @@ func (c *Client) sessionLoop(ctx context.Context) {
 	}
 }
 
-// keepAlive sends the set of inodes open in this client. It is a single
-// attempt: the next tick is the retry.
+// keepAlive sends the set of inodes open in this client and the blocks
+// it uploaded and has not committed yet. It is a single attempt: the
+// next tick is the retry.
 func (c *Client) keepAlive(ctx context.Context) error {
 	c.sessMu.Lock()
 	defer c.sessMu.Unlock()
 	c.mu.Lock()
 	open := make([]uint64, 0, len(c.inodes))
-	for ino := range c.inodes {
+	inodes := make([]*inode, 0, len(c.inodes))
+	for ino, n := range c.inodes {
 		open = append(open, ino)
+		inodes = append(inodes, n)
 	}
 	c.mu.Unlock()
 	sort.Slice(open, func(i, j int) bool { return open[i] < open[j] })
+	// PUTs under way first: an id leaves that set only after its slices
+	// are marked uploaded, so read in this order no block slips between.
+	ids := c.putIDs()
+	for _, n := range inodes {
+		n.mu.Lock()
+		ids = n.wb.uploadedIDs(ids)
+		n.mu.Unlock()
+	}
 	c.stats.metaCalls.Add(1)
 	return wire.Call(ctx, c.meta, c.cfg.Meta, wire.PathMeta+wire.OpSession, c.cfg.Secret,
-		&wire.SessionReq{Session: c.session, Open: open}, nil)
+		&wire.SessionReq{Session: c.session, Open: open, Uploads: idRanges(ids)}, nil)
+}
+
+// holdPut records a block PUT under way; unholdPut ends it.
+func (c *Client) holdPut(id uint64) {
+	c.putMu.Lock()
+	defer c.putMu.Unlock()
+	if c.putting == nil {
+		c.putting = make(map[uint64]int)
+	}
+	c.putting[id]++
+}
+
+func (c *Client) unholdPut(id uint64) {
+	c.putMu.Lock()
+	defer c.putMu.Unlock()
+	if c.putting[id]--; c.putting[id] <= 0 {
+		delete(c.putting, id)
+	}
+}
+
+// putIDs lists the block PUTs under way.
+func (c *Client) putIDs() []uint64 {
+	c.putMu.Lock()
+	defer c.putMu.Unlock()
+	ids := make([]uint64, 0, len(c.putting))
+	for id := range c.putting {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// idRanges sorts ids and returns them as ranges of consecutive ids: a
+// client's uploads come from leased ranges, so this is compact.
+func idRanges(ids []uint64) []wire.IDRange {
+	if len(ids) == 0 {
+		return nil
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	out := []wire.IDRange{{ids[0], ids[0]}}
+	for _, id := range ids[1:] {
+		last := &out[len(out)-1]
+		if id <= last[1]+1 {
+			last[1] = max(last[1], id)
+			continue
+		}
+		out = append(out, wire.IDRange{id, id})
+	}
+	return out
 }
 
 // goBackground runs fn on a goroutine owned by the client (Close waits

@@ -27,6 +27,7 @@ type cluster struct {
 	metaStop func()
 	chunks   []*testChunk
 	hc       *fasthttp.Client
+	tweak    func(*metaserver.Config) // applied at every metaserver start
 }
 
 type testChunk struct {
@@ -40,6 +41,7 @@ type clusterOpts struct {
 	chunkservers int
 	reserve      uint64 // chunkserver Reserve (huge: a full cluster)
 	readDirLimit int
+	meta         func(*metaserver.Config) // changes to the metaserver's config
 }
 
 func newCluster(t testing.TB, o clusterOpts) *cluster {
@@ -47,7 +49,7 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 	if o.chunkservers == 0 {
 		o.chunkservers = 2
 	}
-	cl := &cluster{t: t, metaDir: t.TempDir(), hc: &fasthttp.Client{}}
+	cl := &cluster{t: t, metaDir: t.TempDir(), hc: &fasthttp.Client{}, tweak: o.meta}
 	cl.startMeta("127.0.0.1:0", o.readDirLimit)
 	for i := 0; i < o.chunkservers; i++ {
 		cfg := chunkserver.DefaultConfig()
@@ -90,6 +92,9 @@ func (cl *cluster) startMeta(addr string, readDirLimit int) {
 	cfg.GCInterval = 100 * time.Millisecond
 	if readDirLimit > 0 {
 		cfg.ReadDirLimit = readDirLimit
+	}
+	if cl.tweak != nil {
+		cl.tweak(&cfg)
 	}
 	var srv *metaserver.Server
 	var err error

@@ -286,6 +286,9 @@ func (c *Client) startUpload(n *inode, group []*wslice) {
 			err = fmt.Errorf("%w: %w", ErrClosed, err)
 		}
 		settle(id, g, err)
+		if err == nil {
+			c.unholdPut(id) // the write buffer names the block now
+		}
 	})
 	if !ok {
 		// settle takes n.mu, which our caller holds: record the failure

@@ -270,6 +270,19 @@ func (w *writeBuffer) failed(s *wslice, err error) {
 	s.err = err
 }
 
+// uploadedIDs appends the blocks of slices uploaded and not committed to
+// ids (an id once per slice that uses it).
+func (w *writeBuffer) uploadedIDs(ids []uint64) []uint64 {
+	for _, list := range w.chunks {
+		for _, s := range list {
+			if s.state == sliceUploaded {
+				ids = append(ids, s.id)
+			}
+		}
+	}
+	return ids
+}
+
 // unsettled reports whether some slice with seq <= upTo is not uploaded
 // yet, and the error of one that failed, if any.
 func (w *writeBuffer) unsettled(upTo uint64) (waiting bool, err error) {

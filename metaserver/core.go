@@ -291,9 +291,13 @@ func (t *txn) lookup(parent uint64, name string) (uint64, error) {
 	return lookupDentry(t.c.db, parent, name)
 }
 
-// queueBlock adds a block to the deletion queue.
+// queueBlock adds a block to the deletion queue and tombstones it. The
+// queue entry goes once every member deleted the block; the tombstone
+// stays, so a commit that arrives later (a writer slower than the
+// collector) is refused instead of referencing bytes that are gone.
 func (t *txn) queueBlock(id uint64, group uint32) {
 	t.b.Put(keyQueue(id), encodeU32(group))
+	t.b.Put(keyTomb(id), encodeI64(t.now))
 	t.ctr.queued++
 }
 

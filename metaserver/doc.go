@@ -55,8 +55,10 @@
 //	           chunk; commits that would share a block are refused.
 //	queued     no kept slice references it any more (overwritten, truncated,
 //	           its inode deleted) or it was uploaded and never committed
-//	           within UploadGrace: `q` id -> group. Commits of queued blocks
-//	           are refused, so a block never comes back from the queue.
+//	           within UploadGrace while no live session reported it as its
+//	           upload: `q` id -> group, plus the tombstone `t` id, which is
+//	           never removed. Commits of tombstoned blocks are refused, so a
+//	           block never comes back, not even after its queue entry went.
 //	deleted    every member of the group answered DELETE with 2xx or 404.
 //
 // Commits append slices in order (a later slice wins where they overlap)

@@ -334,12 +334,13 @@ func (t *txn) commitChunk(ino uint64, idx uint32, add []wire.Slice) error {
 		if ok && string(have) != string(ref) {
 			return errInval("block %d is already part of another chunk", s.ID)
 		}
-		_, queued, err := getOpt(t.c.db, keyQueue(s.ID))
+		gone, err := t.c.deleted(s.ID)
 		if err != nil {
-			return ioError("commit", err)
+			return err
 		}
-		if queued {
-			return errInval("block %d is queued for deletion", s.ID)
+		if gone {
+			return errInval("block %d was deleted (freed, or collected as an upload left uncommitted): "+
+				"it can never be committed; write the data again", s.ID)
 		}
 		fresh = append(fresh, s.ID)
 	}
@@ -353,6 +354,22 @@ func (t *txn) commitChunk(ino uint64, idx uint32, add []wire.Slice) error {
 	t.release(all, dropped)
 	t.b.Put(key, chunk.Encode(kept))
 	return nil
+}
+
+// deleted reports whether block id was ever queued for deletion: its
+// tombstone, or (for blocks queued before tombstones existed) its queue
+// entry.
+func (c *core) deleted(id uint64) (bool, error) {
+	for _, k := range [][]byte{keyTomb(id), keyQueue(id)} {
+		_, ok, err := getOpt(c.db, k)
+		if err != nil {
+			return false, ioError("read tombstone", err)
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // ---- leases ----

@@ -233,12 +233,15 @@ func (c *core) dequeue(ids []uint64) error {
 }
 
 // collectUploads lists every healthy chunkserver's blocks older than the
-// grace period and queues for deletion those that no chunk references and
+// grace period and queues for deletion those that no chunk references,
 // that were leased (an id at or past the high-water mark is not ours to
-// judge). It returns the number of blocks queued.
+// judge) and that no live session reports as its upload awaiting commit.
+// A block counts as old only past the session TTL too: a live client
+// reports a new upload within one keep-alive, which comes within the TTL.
+// It returns the number of blocks queued.
 func (g *collector) collectUploads(ctx context.Context) (int, error) {
 	now := g.c.clock()
-	before := now.Add(-g.grace).UnixNano()
+	before := now.Add(-max(g.grace, g.c.ttl)).UnixNano()
 	total := 0
 	for _, grp := range g.c.tracker.groups(now) {
 		for _, m := range grp.Members {
@@ -309,19 +312,27 @@ func (g *collector) listBlocks(ctx context.Context, addr string, after uint64, b
 	return page, nil
 }
 
-// queueUnreferenced queues those of ids that were leased, are in no chunk
-// and are not queued yet. Holding c.mu makes the check and the queueing
-// atomic with respect to commits, which refuse queued blocks.
+// queueUnreferenced queues those of ids that were leased, are in no chunk,
+// are not queued yet and are no live session's upload awaiting commit.
+// Holding c.mu makes the check and the queueing atomic with respect to
+// commits and keep-alives; commits refuse tombstoned blocks. For one
+// session TTL after a start it queues nothing: the sessions, and with
+// them the uploads they hold, live in memory, and every live client
+// reports its uploads again within that time.
 func (c *core) queueUnreferenced(ids []uint64, group uint32) (int, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.clock().Sub(c.started) <= c.ttl {
+		return 0, nil
+	}
+	held := c.heldUploads()
 	t := c.begin("uploadgc")
 	n := 0
 	for _, id := range ids {
-		if id >= t.ctr.nextBlock {
+		if id >= t.ctr.nextBlock || inRanges(held, id) {
 			continue
 		}
 		_, ref, err := getOpt(c.db, keyBlock(id))

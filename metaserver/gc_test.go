@@ -201,6 +201,7 @@ func TestDrainWaitsForUnreachableMember(t *testing.T) {
 
 func TestCollectUploads(t *testing.T) {
 	c, clk := newTestCore(t)
+	clk.advance(testTTL + time.Second) // past the wait after a start
 	cs := startFakeChunkserver(t)
 	cs.pageSize = 2 // force paging
 	wantCode(t, c.heartbeat(bg, member("cs1", 1, cs.addr)), "")

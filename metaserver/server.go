@@ -27,7 +27,7 @@ type Config struct {
 	SessionTTL       time.Duration // a client session expires after this long without a keep-alive
 	GCInterval       time.Duration // period of the deletion-queue drain, the reaper and the op-log trim
 	UploadGCInterval time.Duration // period of the uncommitted-upload scan
-	UploadGrace      time.Duration // age of an unreferenced block before it counts as abandoned
+	UploadGrace      time.Duration // age of an unreferenced block before it counts as abandoned (never less than SessionTTL)
 
 	OpLogKeep    int // op-log entries kept; older ones are trimmed
 	ReadDirLimit int // default and largest readdir page

@@ -18,6 +18,10 @@ const reapBatch = 256
 type session struct {
 	seen time.Time
 	open map[uint64]int // ino -> opens by this session
+	// uploads are the blocks the client uploaded and has not committed
+	// yet, as of its last keep-alive (sorted, merged): the collector of
+	// uncommitted uploads skips them while the session lives.
+	uploads []wire.IDRange
 }
 
 // sessionFor returns the named session, creating it; c.mu held.
@@ -107,10 +111,15 @@ func (c *core) release(_ context.Context, req *wire.OpenReq) error {
 	return nil
 }
 
-// keepAlive renews a session and replaces its open set. Inodes it no longer
-// lists lose this session's opens; inodes it newly lists gain one.
+// keepAlive renews a session and replaces its open set and its uploads
+// awaiting commit. Inodes it no longer lists lose this session's opens;
+// inodes it newly lists gain one.
 func (c *core) keepAlive(_ context.Context, req *wire.SessionReq) error {
 	if err := checkSession(req.Session, true); err != nil {
+		return err
+	}
+	uploads, err := normalizeRanges(req.Uploads)
+	if err != nil {
 		return err
 	}
 	want := make(map[uint64]bool, len(req.Open))
@@ -120,6 +129,7 @@ func (c *core) keepAlive(_ context.Context, req *wire.SessionReq) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.sessionFor(req.Session)
+	s.uploads = uploads
 	var freed []uint64
 	for ino := range s.open {
 		if !want[ino] {

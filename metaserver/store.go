@@ -21,6 +21,9 @@ import (
 //	c ino chunk-index     -> slice list (chunk.Encode)
 //	b block-id            -> reverse index: ino + chunk index
 //	q block-id            -> deletion queue: group
+//	t block-id            -> tombstone: Unix nanoseconds the block was queued
+//	                         for deletion; kept for good, so that no commit
+//	                         ever brings the block back
 //	o ino                 -> orphan: Unix nanoseconds of the last unlink
 //	l seq                 -> op-log entry
 //	g group member-id     -> chunkserver known to the tracker
@@ -34,6 +37,7 @@ const (
 	pChunk   = 'c'
 	pBlock   = 'b'
 	pQueue   = 'q'
+	pTomb    = 't'
 	pOrphan  = 'o'
 	pLog     = 'l'
 	pMember  = 'g'
@@ -65,6 +69,7 @@ func keySymlink(ino uint64) []byte             { return key64(pSymlink, ino) }
 func keyXattr(ino uint64, n string) []byte     { return keyName(pXattr, ino, n) }
 func keyBlock(id uint64) []byte                { return key64(pBlock, id) }
 func keyQueue(id uint64) []byte                { return key64(pQueue, id) }
+func keyTomb(id uint64) []byte                 { return key64(pTomb, id) }
 func keyOrphan(ino uint64) []byte              { return key64(pOrphan, ino) }
 func keyLog(seq uint64) []byte                 { return key64(pLog, seq) }
 

@@ -277,7 +277,14 @@ type OpenReq struct {
 type SessionReq struct {
 	Session string   `json:"sess"`
 	Open    []uint64 `json:"open,omitempty"`
+	// Uploads are the blocks this client uploaded (or is uploading) and
+	// has not committed yet. The collector of uncommitted uploads leaves
+	// them alone while the session lives, however slow the writer is.
+	Uploads []IDRange `json:"up,omitempty"`
 }
+
+// IDRange is the block ids [0] through [1], both included.
+type IDRange [2]uint64
 
 // ReadChunkReq asks for the slice list of chunk Index of Ino.
 type ReadChunkReq struct {
