@@ -54,15 +54,22 @@
 //
 // The recorder of a stream runs on its own goroutine: it rebuilds frames
 // from RTP (pion's sample builder), starts at the first video keyframe,
-// maps RTP timestamps to track time (aligned by arrival), cuts fragments
-// of about FragmentTarget at keyframes (FragmentMax without one, and it
-// asks for a keyframe when none came for RecordKeyframeEvery), encodes
+// maps RTP timestamps to track time, cuts fragments of about
+// FragmentTarget at keyframes (FragmentMax without one, and it asks for a
+// keyframe when none came for RecordKeyframeEvery), encodes
 // them with mp4ff and appends each to RECORDDIR/{stream}/{start}.mp4 with
 // a Flush, which uploads and commits it: a fragment is visible to every
 // reader (httpd, the mount) within a round trip of its last packet, and
 // no uploaded block ever waits uncommitted for the collector. The HLS
 // playlist {start}.m3u8 is an EVENT playlist of byte ranges of that same
 // file, appended and committed after each fragment.
+//
+// Tracks are aligned once, at their first recorded frame, by the arrival
+// of that frame's first packet (a frame leaves the sample builder only
+// when the next begins, and a keyframe is paced out over many packets);
+// from there each track's own RTP clock places its frames. RTCP sender
+// reports would align publishers whose audio and video take different
+// network paths; they are not used yet.
 //
 // # Playback
 //
