@@ -104,7 +104,7 @@ const params = new URLSearchParams(location.search);
 const token = params.get("token");
 const video = document.getElementById("video");
 const status = (s) => document.getElementById("status").textContent = s;
-let pc = null, resource = null;
+let pc = null, resource = null, watching = null;
 
 function headers() {
   const h = {"Content-Type": "application/sdp"};
@@ -185,6 +185,15 @@ async function stats() {
     const all = await r.json();
     const me = all.find((s) => s.name === stream);
     let line = me ? "viewers: " + me.viewers : "stream is not live";
+    // A viewer of a stream that ended (or was replaced by a new one of
+    // the same name) reconnects at once instead of waiting for the
+    // browser to time the old connection out.
+    if (!publish && pc && pc.connectionState === "connected" && (!me || (watching && me.started !== watching))) {
+      watching = null;
+      retryLater();
+    } else if (!publish && pc && pc.connectionState === "connected" && me) {
+      watching = me.started;
+    }
     if (me && me.play_url) {
       document.getElementById("recording").innerHTML = 'recording: <a href="' + me.play_url + '">' + me.recording + '</a> · <a href="' + me.hls_url + '">HLS</a>';
     } else if (me && me.recording) {

@@ -695,6 +695,22 @@ func TestLiveBrowser(t *testing.T) {
 		t.Errorf("finished browser recording: %.1f s, %v", d2, types)
 	}
 
+	// The stream comes back: the watch page, which kept retrying, plays it.
+	stalled, _ := chromedp.Run(watchTab, chromedp.Evaluate[float64](frames))
+	pub2, cancelPub2 := chromedp.NewContext(ctx)
+	if err := chromedp.Do(pub2, chromedp.Navigate(base+"/live/cam?publish")); err != nil {
+		t.Fatal(err)
+	}
+	resumed := poll(watchTab, "watch page resumes", frames, func(v float64) bool { return v != stalled && v > 0 })
+	poll(watchTab, "resumed watch page advances", frames, func(v float64) bool { return v > resumed+30 })
+	shot(watchTab, "watch-resumed")
+	cancelPub2()
+	for end := time.Now().Add(20 * time.Second); len(liveStreams(t, base)) != 0; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the second stream outlived its publisher's tab by 20 s")
+		}
+	}
+
 	// VP8: the page offers only VP8 with ?codec=vp8; it is forwarded and
 	// recorded as such.
 	vp8Tab, cancelVP8 := chromedp.NewContext(ctx)
