@@ -32,6 +32,18 @@ type Config struct {
 	OpLogKeep    int // op-log entries kept; older ones are trimmed
 	ReadDirLimit int // default and largest readdir page
 
+	// Concurrency is the most connections served at once: fasthttp gives
+	// each connection, idle keep-alives included, its own worker, and
+	// answers any more with 503 and closes them. MaxConnsPerIP caps the
+	// connections from one address; 0 means no cap (the clients of one
+	// host, and all parts of the all-in-one server, share an address).
+	// MaxRequestBody is the largest request body. A body is read whole
+	// before its handler runs, so request memory stays below about
+	// Concurrency x MaxRequestBody (real requests are a few KiB).
+	Concurrency    int
+	MaxConnsPerIP  int
+	MaxRequestBody int
+
 	Logger *slog.Logger // nil discards logs
 }
 
@@ -46,6 +58,8 @@ func DefaultConfig() Config {
 		UploadGrace:      10 * time.Minute,
 		OpLogKeep:        1_000_000,
 		ReadDirLimit:     1000,
+		Concurrency:      1024,
+		MaxRequestBody:   4 << 20,
 	}
 }
 
@@ -73,12 +87,22 @@ func (c Config) Validate() error {
 		return bad("OpLogKeep %d must be positive", c.OpLogKeep)
 	case c.ReadDirLimit <= 0 || c.ReadDirLimit > 100_000:
 		return bad("ReadDirLimit %d must be in 1..100000", c.ReadDirLimit)
+	case c.Concurrency <= 0 || c.Concurrency > 1<<20:
+		return bad("Concurrency %d must be in 1..%d", c.Concurrency, 1<<20)
+	case c.MaxConnsPerIP < 0 || c.MaxConnsPerIP > c.Concurrency:
+		return bad("MaxConnsPerIP %d must be in 0..Concurrency (%d)", c.MaxConnsPerIP, c.Concurrency)
+	case c.MaxRequestBody < minRequestBody || c.MaxRequestBody > wire.MaxRPCBody:
+		return bad("MaxRequestBody %d must be in %d..%d", c.MaxRequestBody, minRequestBody, wire.MaxRPCBody)
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return bad("Listen %q: %v", c.Listen, err)
 	}
 	return nil
 }
+
+// minRequestBody is the smallest MaxRequestBody: room for an xattr value
+// and a commit of a few hundred slices.
+const minRequestBody = 256 << 10
 
 // Server is a metaserver: the core state machine served over HTTP, plus
 // the background loops (deletion queue, uncommitted uploads, session and
@@ -142,7 +166,9 @@ func New(cfg Config) (*Server, error) {
 	s.srv = &fasthttp.Server{
 		Handler:               s.handle,
 		Name:                  "reelfs-metaserver",
-		MaxRequestBodySize:    wire.MaxRPCBody,
+		Concurrency:           cfg.Concurrency,
+		MaxConnsPerIP:         cfg.MaxConnsPerIP,
+		MaxRequestBodySize:    cfg.MaxRequestBody,
 		NoDefaultServerHeader: true,
 		ReadTimeout:           5 * time.Minute,
 		IdleTimeout:           5 * time.Minute,
