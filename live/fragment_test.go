@@ -20,6 +20,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media/h264reader"
 	"github.com/pion/webrtc/v4/pkg/media/oggreader"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 func TestFragmenterCuts(t *testing.T) {
@@ -401,4 +402,44 @@ func TestRecordingPlaysBack(t *testing.T) {
 	if total < secs-0.001 || total > secs+0.001 {
 		t.Errorf("segments add up to %.3f s, want %d", total, secs)
 	}
+}
+
+// failFS refuses to create files, as a full or unreachable filesystem.
+type failFS struct{ *memFS }
+
+func (failFS) Create(ctx context.Context, p string) (File, error) {
+	return nil, fmt.Errorf("create %s: %w", p, os.ErrPermission)
+}
+
+// TestRecordingFailureStopsOnlyTheRecording: a filesystem error stops
+// the recording once (logged and counted) and nothing else.
+func TestRecordingFailureStopsOnlyTheRecording(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := &Server{cfg: DefaultConfig(), log: testLogger(t), m: newMetrics(reg), fs: failFS{newMemFS()}}
+	st := &stream{s: s, name: "cam", offer: Offer{
+		Audio: &Codec{Kind: webrtc.RTPCodecTypeAudio, MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2},
+	}, started: time.Unix(1700000000, 0), log: s.log, done: make(chan struct{})}
+	r := newRecorder(s, st)
+	t0 := time.Now()
+	for i := 0; i < 200; i++ { // 4 s of audio: fragments are due after 1 s
+		r.sample(kindAudio, []byte{0xfc, 1, 2, 3}, uint32(i*960), t0.Add(time.Duration(i)*20*time.Millisecond))
+	}
+	r.finish()
+	if !r.failed {
+		t.Fatal("the recorder did not notice the failure")
+	}
+	if got := counterValue(s.m.recordErrors); got != 1 {
+		t.Errorf("record errors %v, want 1 (stop once, not per fragment)", got)
+	}
+	if got := counterValue(s.m.recordFragments); got != 0 {
+		t.Errorf("%v fragments counted as recorded", got)
+	}
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
 }
