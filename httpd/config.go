@@ -65,6 +65,22 @@ type Config struct {
 	// its context ends before it aborts them.
 	ShutdownTimeout time.Duration
 
+	// Concurrency is the most connections served at once; more are
+	// answered 503 when accepted and closed. Each response may pin
+	// ReadAhead bytes, so streaming memory stays below about
+	// Concurrency x ReadAhead.
+	Concurrency int
+
+	// MaxConnsPerIP caps the connections from one address (a browser
+	// opens about six, a player one or two); 0 means no cap, for a server
+	// behind a proxy that all requests come through.
+	MaxConnsPerIP int
+
+	// MaxRequestBody is how much of a request body is read before its
+	// handler runs; a longer body (an upload) streams in UploadPiece
+	// writes.
+	MaxRequestBody int
+
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 
@@ -88,6 +104,9 @@ func DefaultConfig() Config {
 		IdleTimeout:     2 * time.Minute,
 		StallTimeout:    60 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
+		Concurrency:     1024,
+		MaxConnsPerIP:   256,
+		MaxRequestBody:  64 << 10,
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
@@ -114,6 +133,15 @@ func (c Config) Validate() error {
 	}
 	if c.ListPage < 1 || c.ListPage > 100000 {
 		return fmt.Errorf("%w: ListPage %d not in [1, 100000]", ErrConfig, c.ListPage)
+	}
+	if c.Concurrency < 1 || c.Concurrency > 1<<20 {
+		return fmt.Errorf("%w: Concurrency %d not in [1, %d]", ErrConfig, c.Concurrency, 1<<20)
+	}
+	if c.MaxConnsPerIP < 0 || c.MaxConnsPerIP > c.Concurrency {
+		return fmt.Errorf("%w: MaxConnsPerIP %d not in [0, Concurrency %d]", ErrConfig, c.MaxConnsPerIP, c.Concurrency)
+	}
+	if c.MaxRequestBody < 4<<10 || c.MaxRequestBody > 16<<20 {
+		return fmt.Errorf("%w: MaxRequestBody %d not in [4 KiB, 16 MiB]", ErrConfig, c.MaxRequestBody)
 	}
 	for _, d := range []struct {
 		name string

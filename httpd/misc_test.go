@@ -117,6 +117,10 @@ func TestConfigValidate(t *testing.T) {
 		func(c *Config) { c.ListPage = 0 },
 		func(c *Config) { c.StallTimeout = 0 },
 		func(c *Config) { c.ShutdownTimeout = -time.Second },
+		func(c *Config) { c.Concurrency = 0 },
+		func(c *Config) { c.MaxConnsPerIP = -1 },
+		func(c *Config) { c.MaxConnsPerIP = c.Concurrency + 1 },
+		func(c *Config) { c.MaxRequestBody = 100 },
 	}
 	for i, mod := range bad {
 		c := DefaultConfig()

@@ -107,8 +107,10 @@ func New(cfg Config, fs FileSystem) (*Server, error) {
 		ExpectHandler:     s.expect,
 		Name:              "reelfs",
 		StreamRequestBody: true,
-		// Small bodies arrive whole; longer uploads stream after 64 KiB.
-		MaxRequestBodySize:           64 << 10,
+		// Small bodies arrive whole; longer uploads stream.
+		MaxRequestBodySize:           cfg.MaxRequestBody,
+		Concurrency:                  cfg.Concurrency,
+		MaxConnsPerIP:                cfg.MaxConnsPerIP,
 		DisablePreParseMultipartForm: true,
 		ReadTimeout:                  cfg.HeaderTimeout,
 		IdleTimeout:                  cfg.IdleTimeout,
