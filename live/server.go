@@ -110,7 +110,11 @@ func New(cfg Config, fs FS) (*Server, error) {
 	if len(cfg.PublicIPs) > 0 {
 		s.se.SetNAT1To1IPs(cfg.PublicIPs, webrtc.ICECandidateTypeHost)
 	}
-	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	// Requests are small (an offer of at most MaxOfferBytes) and answers
+	// are made in well under a second; the timeouts bound what a client
+	// that trickles its request or stops reading can hold.
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
 	return s, nil
 }
