@@ -119,7 +119,7 @@ func (s *Server) publish(ctx context.Context, name string, offer []byte) (string
 		st.rec = newRecorder(s, st)
 	}
 
-	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	pc.OnTrack(func(t *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		k := kindIndex(t.Kind())
 		if k == kindVideo {
 			st.kmu.Lock()
@@ -129,6 +129,15 @@ func (s *Server) publish(ctx context.Context, name string, offer []byte) (string
 		}
 		st.log.Info("track", "kind", kindNames[k], "codec", t.Codec().MimeType, "ssrc", t.SSRC())
 		s.goFunc(func() { st.read(k, t) })
+		// The publisher's sender reports reach pion's receiver-report
+		// interceptor only when something reads them.
+		s.goFunc(func() {
+			for {
+				if _, _, err := recv.ReadRTCP(); err != nil {
+					return
+				}
+			}
+		})
 	})
 	pc.OnConnectionStateChange(func(state webrtc.PeerConnectionState) {
 		st.log.Debug("peer connection", "state", state)
