@@ -60,6 +60,7 @@ type Client struct {
 
 	upSem  chan struct{} // block PUTs in flight
 	preSem chan struct{} // prefetch goroutines
+	dirty  *dirtyGauge   // bytes of all write buffers not uploaded yet
 
 	// putMu guards putting: the ids of block PUTs under way (id -> PUTs),
 	// from the id's allocation until the write buffer marks the slices
@@ -111,6 +112,7 @@ func New(cfg Config) (*Client, error) {
 		groups:  newGroupCache(),
 		upSem:   make(chan struct{}, cfg.Uploads),
 		preSem:  make(chan struct{}, max(2*cfg.Prefetch, 1)),
+		dirty:   newDirtyGauge(cfg.DirtyBytes),
 		inodes:  make(map[uint64]*inode),
 		ctx:     ctx,
 		cancel:  cancel,

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,11 +69,14 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 		done := make(chan error, 1)
 		go func() { done <- srv.Run(ctx) }()
 		tc := &testChunk{srv: srv, dir: cfg.Dir, addr: srv.Addr()}
-		tc.stop = func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("chunkserver %s: %v", tc.addr, err)
-			}
+		var once sync.Once
+		tc.stop = func() { // idempotent: a test may stop it before the cleanup
+			once.Do(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("chunkserver %s: %v", tc.addr, err)
+				}
+			})
 		}
 		t.Cleanup(tc.stop)
 		cl.chunks = append(cl.chunks, tc)

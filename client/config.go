@@ -17,6 +17,7 @@ type Config struct {
 	BlockSize    int           // max block size, default wire.MaxBlockSize (4 MiB)
 	CacheBytes   int64         // LRU block cache limit, default 256 MiB
 	WriteBuffer  int64         // dirty bytes per inode before upload starts in background, default 32 MiB
+	DirtyBytes   int64         // dirty bytes of all inodes together; writers wait above it, default 256 MiB
 	Uploads      int           // block PUTs in flight per client, default 8
 	Prefetch     int           // blocks fetched ahead on sequential reads, default 8
 	RetryTimeout time.Duration // give up retrying transient errors after this, default 60s
@@ -52,6 +53,7 @@ func DefaultConfig() Config {
 		BlockSize:    wire.MaxBlockSize,
 		CacheBytes:   256 << 20,
 		WriteBuffer:  32 << 20,
+		DirtyBytes:   256 << 20,
 		Uploads:      8,
 		Prefetch:     8,
 		RetryTimeout: 60 * time.Second,
@@ -71,6 +73,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: CacheBytes %d below %d", ErrConfig, c.CacheBytes, minCacheBytes)
 	case c.WriteBuffer < int64(c.BlockSize):
 		return fmt.Errorf("%w: WriteBuffer %d below BlockSize %d", ErrConfig, c.WriteBuffer, c.BlockSize)
+	case c.DirtyBytes < int64(c.BlockSize):
+		return fmt.Errorf("%w: DirtyBytes %d below BlockSize %d", ErrConfig, c.DirtyBytes, c.BlockSize)
 	case c.Uploads < 1 || c.Uploads > maxUploads:
 		return fmt.Errorf("%w: Uploads %d outside [1, %d]", ErrConfig, c.Uploads, maxUploads)
 	case c.Prefetch < 0 || c.Prefetch > maxPrefetch:

@@ -31,7 +31,11 @@
 // A full slice is uploaded in the background at once (at most
 // Config.Uploads PUTs in flight per Client). A writer blocks while more
 // than Config.WriteBuffer bytes of its inode are not uploaded yet; if
-// nothing is in flight then, it uploads every in-memory slice itself.
+// nothing is in flight then, it uploads every in-memory slice itself. A
+// writer also blocks (until its context ends) while Config.DirtyBytes of
+// all inodes together are not uploaded; it then starts the uploads of
+// every open inode's in-memory slices, so idle open files cannot pin the
+// memory that active writers wait for.
 // Small slices of one chunk are packed into one block (each slice keeps
 // its own offset in it), so random small writes cost few PUTs.
 //

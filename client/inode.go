@@ -92,6 +92,7 @@ func (c *Client) acquire(attr wire.Attr) (*inode, error) {
 	fresh := n == nil
 	if fresh {
 		n = newInode(attr, c.cfg.BlockSize, c.bufs)
+		n.wb.gauge = c.dirty
 		c.inodes[attr.Ino] = n
 	}
 	n.refs++
@@ -156,7 +157,8 @@ func (c *Client) release(ctx context.Context, n *inode) error {
 // write stores p at off (at the end of the file when appending) in n's
 // write buffer and returns the offset it went to. Slices that reach
 // BlockSize are uploaded in the background at once. A writer blocks while
-// more than WriteBuffer bytes of n are not uploaded yet.
+// more than WriteBuffer bytes of n, or DirtyBytes of the whole client,
+// are not uploaded yet (until ctx ends).
 func (c *Client) write(ctx context.Context, n *inode, p []byte, off int64, appending bool) (int64, error) {
 	if off < 0 || off > maxFileSize || int64(len(p)) > maxFileSize-off {
 		return 0, wire.Errorf(wire.ErrInvalid, "client: write of %d bytes at %d", len(p), off)
@@ -186,17 +188,28 @@ func (c *Client) write(ctx context.Context, n *inode, p []byte, off int64, appen
 			n.mu.Unlock()
 			return off, fmt.Errorf("client: write inode %d: %w", n.ino, err)
 		}
+		k := min(len(p)-done, c.cfg.BlockSize)
+		if !c.dirty.tryReserve(int64(k)) {
+			c.uploadAll(n)
+			n.mu.Unlock()
+			err := c.waitDirty(ctx, int64(k))
+			n.mu.Lock()
+			if err != nil {
+				n.mu.Unlock()
+				return off, fmt.Errorf("client: write inode %d: %w", n.ino, err)
+			}
+		}
 		if done == 0 && appending {
 			off = n.size
 			if int64(len(p)) > maxFileSize-off {
 				n.mu.Unlock()
+				c.dirty.free(int64(k))
 				return off, wire.Errorf(wire.ErrInvalid, "client: append of %d bytes at %d", len(p), off)
 			}
 			// Reserve the whole range now: the loop may wait below, and a
 			// concurrent append must go after it.
 			n.size = off + int64(len(p))
 		}
-		k := min(len(p)-done, c.cfg.BlockSize)
 		for _, s := range n.wb.write(off+int64(done), p[done:done+k]) {
 			c.startUpload(n, []*wslice{s})
 		}
@@ -215,6 +228,40 @@ func (c *Client) write(ctx context.Context, n *inode, p []byte, off int64, appen
 		}
 	}
 	return off, nil
+}
+
+// waitDirty waits until k more dirty bytes fit under Config.DirtyBytes
+// and reserves them. Meanwhile it starts the uploads of every open
+// inode's in-memory slices (what writeback does under memory pressure):
+// bytes that nobody uploads would never free room. No inode lock held.
+func (c *Client) waitDirty(ctx context.Context, k int64) error {
+	c.stats.dirtyWaits.Add(1)
+	for {
+		wake := c.dirty.wake()
+		if c.dirty.tryReserve(k) {
+			return nil
+		}
+		c.mu.Lock()
+		inodes := make([]*inode, 0, len(c.inodes))
+		for _, n := range c.inodes {
+			inodes = append(inodes, n)
+		}
+		c.mu.Unlock()
+		for _, n := range inodes {
+			n.mu.Lock()
+			if n.writeErr == nil {
+				c.uploadAll(n)
+			}
+			n.mu.Unlock()
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.ctx.Done():
+			return ErrClosed
+		}
+	}
 }
 
 // uploadAll starts uploads of every slice of n still in memory (see

@@ -22,6 +22,9 @@ type Stats struct {
 	Commits       int64 // commits sent
 	MetaCalls     int64 // metaserver calls (first attempts)
 	Retries       int64 // retries of transient errors (metaserver and blocks)
+	DirtyBytes    int64 // bytes of all write buffers not uploaded yet, now
+	DirtyPeak     int64 // the most DirtyBytes has been
+	DirtyWaits    int64 // writes that waited for DirtyBytes to drain
 }
 
 // counters are the live values behind Stats.
@@ -33,11 +36,13 @@ type counters struct {
 	blockPuts, bytesPut, putErrors atomic.Int64
 	prefetches, commits            atomic.Int64
 	metaCalls, retries             atomic.Int64
+	dirtyWaits                     atomic.Int64
 }
 
 // Stats returns a snapshot of the client's counters.
 func (c *Client) Stats() Stats {
 	cb, cp := c.cache.size()
+	dirty, peak := c.dirty.load()
 	return Stats{
 		BytesRead:     c.stats.bytesRead.Load(),
 		BytesWritten:  c.stats.bytesWritten.Load(),
@@ -56,5 +61,8 @@ func (c *Client) Stats() Stats {
 		Commits:       c.stats.commits.Load(),
 		MetaCalls:     c.stats.metaCalls.Load(),
 		Retries:       c.stats.retries.Load(),
+		DirtyBytes:    dirty,
+		DirtyPeak:     peak,
+		DirtyWaits:    c.stats.dirtyWaits.Load(),
 	}
 }

@@ -88,6 +88,7 @@ func (s *wslice) wire() wire.Slice {
 type writeBuffer struct {
 	blockSize int
 	pool      *bufPool
+	gauge     *dirtyGauge // the client's dirty bytes: freed here, reserved by the writer
 
 	chunks map[uint32][]*wslice
 	seq    uint64 // seq of the newest slice
@@ -208,6 +209,7 @@ func (w *writeBuffer) release(s *wslice) {
 	}
 	s.data, s.pooled = nil, false
 	w.dirty -= s.mem
+	w.gauge.free(s.mem)
 	s.mem = 0
 }
 
@@ -374,6 +376,7 @@ func (w *writeBuffer) truncate(size int64) {
 				case sliceMem:
 					s.mem -= cut
 					w.dirty -= cut
+					w.gauge.free(cut)
 				case sliceUploaded:
 					w.pendingBytes -= cut
 				}
