@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"testing"
@@ -102,4 +103,20 @@ func TestSlowWriterOutlivesUploadGrace(t *testing.T) {
 		t.Fatalf("commit of a collected block: %v, want EINVAL", err)
 	}
 	g.Close(ctx)
+}
+
+func TestIDRanges(t *testing.T) {
+	for _, tc := range []struct {
+		ids  []uint64
+		want []wire.IDRange
+	}{
+		{nil, nil},
+		{[]uint64{7}, []wire.IDRange{{7, 7}}},
+		{[]uint64{9, 7, 8, 8, 12, 11, 20}, []wire.IDRange{{7, 9}, {11, 12}, {20, 20}}},
+	} {
+		got := idRanges(append([]uint64(nil), tc.ids...))
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("idRanges(%v) = %v, want %v", tc.ids, got, tc.want)
+		}
+	}
 }
