@@ -80,7 +80,14 @@ type Binlog struct {
 	wake   chan struct{}
 	err    error // sticky: set by the first failed write or fsync
 	closed bool
+	// cum[seq%cumRing] is the bytes of puts logged up to seq since this
+	// process opened the log, for the bytes a follower is behind.
+	cum      [cumRing]uint64
+	cumTotal uint64
 }
+
+// cumRing is how many recent entries BytesAfter can count exactly.
+const cumRing = 1 << 16
 
 // OpenBinlog opens (creating if needed) the binlog in dir, drops a torn
 // record left at the tail by a crash and continues the sequence after the
@@ -322,7 +329,32 @@ func (b *Binlog) write(e wire.BinlogEntry) (uint64, error) {
 	}
 	s.n++
 	b.last = e.Seq
+	if e.Op == wire.BinlogPut {
+		b.cumTotal += uint64(e.Size)
+	}
+	b.cum[e.Seq%cumRing] = b.cumTotal
 	return e.Seq, nil
+}
+
+// BytesAfter returns the bytes of puts durable after seq ack: what a
+// follower that holds everything up to ack still has to copy. Entries
+// older than the last cumRing (or logged before this process started)
+// are not counted, so it is a lower bound for a follower that far behind.
+func (b *Binlog) BytesAfter(ack uint64) uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if ack >= b.synced {
+		return 0
+	}
+	end := b.cum[b.synced%cumRing]
+	start := ack
+	if b.synced-start >= cumRing {
+		start = b.synced - cumRing + 1
+	}
+	if v := b.cum[start%cumRing]; v <= end {
+		return end - v
+	}
+	return 0
 }
 
 // rollLocked makes the current segment durable and starts a new one. The

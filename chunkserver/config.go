@@ -41,6 +41,30 @@ type Config struct {
 	// read of its trailer. Each takes at most about 350 bytes, so the
 	// default of 65,536 costs at most about 23 MiB. 0 disables the cache.
 	TrailerCache int
+	// Replication (with Meta set; see the package documentation).
+
+	// MinCopies is the write quorum's floor: a PUT is acknowledged only
+	// when every member of the group's in-sync set holds the block, and
+	// only while that set has at least MinCopies members. The tracker
+	// uses the largest MinCopies any member of a group reports.
+	MinCopies int
+	// AckTimeout bounds how long a PUT waits for the in-sync set; past
+	// it the PUT fails UNAVAILABLE (the block stays, the client retries).
+	AckTimeout time.Duration
+	// ShipWait is the long-poll wait of a fetch of a peer's binlog.
+	ShipWait time.Duration
+	// ShipBatch is the most entries one fetch asks for.
+	ShipBatch int
+	// ShipParallel is how many blocks one follower copies at once.
+	ShipParallel int
+	// ResyncRate bounds an inventory resync, in bytes per second (0: no
+	// bound), so serving goes on while a new member fills up.
+	ResyncRate int64
+	// ScrubRate is the scrubber's read rate in bytes per second; 0 turns
+	// the background passes off (reads that find damage still repair).
+	ScrubRate int64
+	// ScrubPause is the pause between two full scrub passes.
+	ScrubPause time.Duration
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -55,6 +79,14 @@ func DefaultConfig() Config {
 		HeartbeatEvery: 2 * time.Second,
 		BinlogKeep:     1_000_000,
 		TrailerCache:   64 << 10,
+		MinCopies:      2,
+		AckTimeout:     30 * time.Second,
+		ShipWait:       5 * time.Second,
+		ShipBatch:      256,
+		ShipParallel:   4,
+		ResyncRate:     64 << 20,
+		ScrubRate:      16 << 20,
+		ScrubPause:     time.Hour,
 	}
 }
 
@@ -97,6 +129,24 @@ func (c Config) Validate() error {
 	}
 	if c.BinlogKeep < 1 {
 		return bad("BinlogKeep must be at least 1, got %d", c.BinlogKeep)
+	}
+	switch {
+	case c.MinCopies < 1 || c.MinCopies > 16:
+		return bad("MinCopies must be in 1..16, got %d", c.MinCopies)
+	case c.AckTimeout <= 0:
+		return bad("AckTimeout must be positive, got %v", c.AckTimeout)
+	case c.ShipWait <= 0 || c.ShipWait > maxWait:
+		return bad("ShipWait must be in (0, %v], got %v", maxWait, c.ShipWait)
+	case c.ShipBatch < 1 || c.ShipBatch > maxListLimit:
+		return bad("ShipBatch must be in 1..%d, got %d", maxListLimit, c.ShipBatch)
+	case c.ShipParallel < 1 || c.ShipParallel > 64:
+		return bad("ShipParallel must be in 1..64, got %d", c.ShipParallel)
+	case c.ResyncRate < 0:
+		return bad("ResyncRate must be 0 (no bound) or more, got %d", c.ResyncRate)
+	case c.ScrubRate < 0:
+		return bad("ScrubRate must be 0 (off) or more, got %d", c.ScrubRate)
+	case c.ScrubRate > 0 && c.ScrubPause <= 0:
+		return bad("ScrubPause must be positive, got %v", c.ScrubPause)
 	}
 	if c.TrailerCache < 0 {
 		return bad("TrailerCache must be 0 (off) or more, got %d", c.TrailerCache)

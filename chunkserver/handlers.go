@@ -117,6 +117,7 @@ func (s *Server) handleBlock(ctx *fasthttp.RequestCtx, name string) {
 	case fasthttp.MethodPut:
 		s.putBlock(ctx, id)
 	case fasthttp.MethodDelete:
+		s.tombs.add(id)
 		if err := s.store.Delete(context.Background(), id); err != nil {
 			s.replyStoreError(ctx, err)
 			return
@@ -148,9 +149,13 @@ func (s *Server) putBlock(ctx *fasthttp.RequestCtx, id uint64) {
 			return
 		}
 	}
-	created, err := s.store.Put(context.Background(), id, body)
+	created, seq, err := s.store.PutSeq(context.Background(), id, body)
 	if err != nil {
 		s.replyStoreError(ctx, err)
+		return
+	}
+	if err := s.awaitQuorum(id, created, seq); err != nil {
+		wire.ReplyError(ctx, err)
 		return
 	}
 	if created {
@@ -159,6 +164,34 @@ func (s *Server) putBlock(ctx *fasthttp.RequestCtx, id uint64) {
 		return
 	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
+}
+
+// awaitQuorum waits until the in-sync set holds the block just stored
+// (see quorumState). An identical retry has no new entry: it waits for
+// everything logged so far, which covers the first attempt's entry. Only
+// with a tracker (Meta) is there a group to replicate to.
+func (s *Server) awaitQuorum(id uint64, created bool, seq uint64) error {
+	if s.cfg.Meta == "" {
+		return nil
+	}
+	if !created || seq == 0 {
+		seq = s.binlog.Last()
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(s.polls, s.cfg.AckTimeout)
+	defer cancel()
+	err := s.followers.wait(ctx, seq, start)
+	s.metrics.ackSeconds.Observe(time.Since(start).Seconds())
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.DeadlineExceeded):
+		return wire.Errorf(wire.ErrUnavailable, "chunkserver %s: block %s is stored here but the in-sync set %v did not hold it within %v",
+			s.id, wire.BlockName(id), s.followers.currentView().isr, s.cfg.AckTimeout)
+	case errors.Is(err, context.Canceled):
+		return wire.Errorf(wire.ErrUnavailable, "chunkserver %s: shutting down before block %s was replicated", s.id, wire.BlockName(id))
+	}
+	return err
 }
 
 // parseCRCHeader parses 8 hex digits (either case).
@@ -216,6 +249,9 @@ func (s *Server) getBlock(ctx *fasthttp.RequestCtx, id uint64, head bool) {
 	rr, err := s.store.ReadRange(context.Background(), id, pick, *bufp)
 	if err != nil {
 		s.bufs.Put(bufp)
+		if errors.Is(err, wire.ErrChecksum) {
+			s.scrub.requestRepair(id)
+		}
 		if rangeErr != nil && errors.Is(err, ErrUnsatisfiable) {
 			ctx.Response.Header.Set(fasthttp.HeaderContentRange, fmt.Sprintf("bytes */%d", rangeSize))
 			replyStatus(ctx, fasthttp.StatusRequestedRangeNotSatisfiable, wire.Errorf(wire.ErrRange,
@@ -328,7 +364,7 @@ func parseLimit(q map[string]string) (int, error) {
 // wait it blocks until an entry >= from is durable or the wait passes, then
 // answers with what it has (possibly no entries).
 func (s *Server) handleBinlog(ctx *fasthttp.RequestCtx) {
-	q, err := parseQuery(ctx, "from", "limit", "wait")
+	q, err := parseQuery(ctx, "from", "limit", "wait", "member")
 	if err != nil {
 		wire.ReplyError(ctx, err)
 		return
@@ -344,6 +380,14 @@ func (s *Server) handleBinlog(ctx *fasthttp.RequestCtx) {
 	if err != nil {
 		wire.ReplyError(ctx, err)
 		return
+	}
+	if member, ok := q["member"]; ok {
+		if err := checkID(member); err != nil {
+			wire.ReplyError(ctx, wire.Errorf(wire.ErrInvalid, "chunkserver: member=%q: %v", truncate(member, 40), err))
+			return
+		}
+		// The fetch acknowledges every entry below from.
+		s.followers.fetched(member, from, s.binlog.Last(), time.Now())
 	}
 	if v, ok := q["wait"]; ok {
 		wait, err := time.ParseDuration(v)

@@ -2,6 +2,8 @@ package chunkserver
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/reelfs/reelfs/internal/wire"
@@ -14,6 +16,11 @@ import (
 func (s *Server) heartbeatLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.HeartbeatEvery)
 	defer t.Stop()
+	// While PUTs wait for their quorum, beat every kickEvery so the
+	// tracker's decision (a dead follower leaving the in-sync set) reaches
+	// them without waiting for the next regular beat.
+	k := time.NewTicker(kickEvery)
+	defer k.Stop()
 	failing := false
 	for {
 		err := s.sendHeartbeat(ctx)
@@ -27,13 +34,24 @@ func (s *Server) heartbeatLoop(ctx context.Context) {
 			s.log.Info("heartbeat to tracker recovered", "meta", s.cfg.Meta)
 			failing = false
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				break wait
+			case <-k.C:
+				if s.followers.oldestWait(time.Now()) >= kickEvery {
+					break wait
+				}
+			}
 		}
 	}
 }
+
+// kickEvery is the heartbeat period while PUTs wait for their quorum.
+const kickEvery = 500 * time.Millisecond
 
 // sendHeartbeat posts one wire.Heartbeat. It waits at most one interval
 // (at least a second) so a hung tracker cannot delay the next beat.
@@ -41,6 +59,21 @@ func (s *Server) sendHeartbeat(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, max(s.cfg.HeartbeatEvery, time.Second))
 	defer cancel()
 	hb := wire.Heartbeat(s.member())
-	var reply struct{}
-	return wire.Call(ctx, s.hc, s.cfg.Meta, wire.PathMeta+wire.OpHeartbeat, s.cfg.Secret, hb, &reply)
+	var reply wire.HeartbeatReply
+	if err := wire.Call(ctx, s.hc, s.cfg.Meta, wire.PathMeta+wire.OpHeartbeat, s.cfg.Secret, hb, &reply); err != nil {
+		return err
+	}
+	if reply.Group.ID != s.cfg.Group {
+		return fmt.Errorf("tracker answered for group %d, we are in group %d", reply.Group.ID, s.cfg.Group)
+	}
+	old := s.followers.currentView()
+	v := viewOf(reply.Group, s.id)
+	s.followers.setView(v)
+	if !old.known || !slices.Equal(old.isr, v.isr) || !slices.Equal(old.peers, v.peers) {
+		if old.known {
+			s.log.Info("group view changed", "isr", v.isr, "isr_version", v.version, "peers", len(v.peers))
+		}
+		s.shipper.viewChanged()
+	}
+	return nil
 }

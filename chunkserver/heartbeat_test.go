@@ -46,7 +46,9 @@ func startTracker(t *testing.T, secret string) *fakeTracker {
 			return
 		}
 		ft.beats <- hb
-		wire.ReplyJSON(ctx, struct{}{})
+		// A group of one: the member is its whole in-sync set.
+		wire.ReplyJSON(ctx, wire.HeartbeatReply{Group: wire.Group{ID: hb.Group, Members: []wire.Member{hb},
+			ISR: []string{hb.ID}, ISRVersion: 1, MinCopies: 1}})
 	}}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Shutdown() })

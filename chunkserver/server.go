@@ -27,6 +27,9 @@ import (
 // blockStore is what the HTTP handlers need from the block store.
 type blockStore interface {
 	Put(ctx context.Context, id uint64, data []byte) (created bool, err error)
+	PutSeq(ctx context.Context, id uint64, data []byte) (created bool, seq uint64, err error)
+	Stat(ctx context.Context, id uint64) (wire.BlockInfo, error)
+	Verify(ctx context.Context, id uint64, buf []byte) (int, error)
 	Open(ctx context.Context, id uint64) (*BlockFile, error)
 	ReadRange(ctx context.Context, id uint64, pick func(size int64) (off, n int64, err error), buf []byte) (RangeRead, error)
 	Delete(ctx context.Context, id uint64) error
@@ -41,6 +44,7 @@ type changeFeed interface {
 	Read(ctx context.Context, from uint64, limit int) (wire.BinlogReply, error)
 	Wait(ctx context.Context, from uint64) error
 	Last() uint64
+	BytesAfter(ack uint64) uint64
 	Err() error
 	Close() error
 }
@@ -78,6 +82,15 @@ type Server struct {
 	srv     *fasthttp.Server
 	hc      *fasthttp.Client // heartbeats
 	crc     *crc32.Table
+	born    time.Time // when New ran: followers that never fetched count from here
+
+	// Replication: the source side (followers of this member's binlog and
+	// the PUTs waiting for them), the follower side (shipper), deleted ids
+	// (tombs) and the scrubber.
+	followers *followers
+	shipper   *shipper
+	tombs     *tombstones
+	scrub     *scrubber
 
 	bufs     sync.Pool    // *[]byte of wire.MaxBlockSize for GET bodies
 	inflight atomic.Int64 // block requests being served
@@ -107,7 +120,7 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("chunkserver: %w", err)
 	}
-	s := &Server{cfg: cfg, log: logger}
+	s := &Server{cfg: cfg, log: logger, born: time.Now()}
 	s.polls, s.stopPolls = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
@@ -152,6 +165,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.store = store
+	s.followers = newFollowers(s.id, s.born)
+	s.tombs = newTombstones(1 << 18)
+	if s.shipper, err = newShipper(s); err != nil {
+		return nil, err
+	}
+	s.scrub = newScrubber(s)
 	s.crc = castagnoli()
 	s.bufs.New = func() any {
 		b := make([]byte, wire.MaxBlockSize)
@@ -217,7 +236,15 @@ func (s *Server) Run(ctx context.Context) error {
 			s.heartbeatLoop(gctx)
 			return nil
 		})
+		g.Go(func() error {
+			s.shipper.run(gctx)
+			return nil
+		})
 	}
+	g.Go(func() error {
+		s.scrub.run(gctx)
+		return nil
+	})
 	g.Go(func() error {
 		<-gctx.Done()
 		s.stopping.Store(true)
@@ -265,6 +292,9 @@ func (s *Server) release() error {
 	if s.hc != nil {
 		s.hc.CloseIdleConnections()
 	}
+	if s.shipper != nil {
+		s.shipper.blocks.CloseIdleConnections()
+	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
 	}
@@ -281,16 +311,22 @@ func (s *Server) release() error {
 func (s *Server) member() wire.Member {
 	u := s.store.Usage()
 	m := wire.Member{
-		ID:       s.id,
-		Addr:     s.addr,
-		Group:    s.cfg.Group,
-		Used:     u.Used,
-		Blocks:   u.Blocks,
-		Load:     int(s.inflight.Load()),
-		Seq:      s.binlog.Last(),
-		Healthy:  s.binlog.Err() == nil,
-		LastSeen: time.Now().UnixNano(),
+		ID:        s.id,
+		Addr:      s.addr,
+		Group:     s.cfg.Group,
+		Used:      u.Used,
+		Blocks:    u.Blocks,
+		Load:      int(s.inflight.Load()),
+		Seq:       s.binlog.Last(),
+		Healthy:   s.binlog.Err() == nil,
+		LastSeen:  time.Now().UnixNano(),
+		MinCopies: s.cfg.MinCopies,
+		Started:   s.born.UnixNano(),
+		Followers: s.followers.report(s.binlog.Last(), s.bytesAfter),
+		Sources:   s.shipper.report(),
 	}
+	sc := s.scrub.snapshot()
+	m.Scrub = &sc
 	space, err := s.store.DiskSpace()
 	if err != nil {
 		m.Healthy = false
@@ -300,8 +336,15 @@ func (s *Server) member() wire.Member {
 	if space.Avail > s.cfg.Reserve {
 		m.Free = space.Avail - s.cfg.Reserve
 	}
+	// Full: the next block may not fit. The tracker takes a full member
+	// out of the write quorum at once, instead of letting its PUTs and
+	// copies fail until it lags out.
+	m.Full = m.Free < 2*wire.MaxBlockSize
 	return m
 }
+
+// bytesAfter is the binlog's BytesAfter, for follower reports.
+func (s *Server) bytesAfter(ack uint64) uint64 { return s.binlog.BytesAfter(ack) }
 
 // lockDir takes an exclusive flock on dir/LOCK so two chunkservers never
 // share one directory.

@@ -253,25 +253,38 @@ func (s *DiskStore) Path(id uint64) string {
 // EEXIST; a stored copy that fails its checksums is replaced. A block that
 // would leave less than the reserve free is NOSPACE, with nothing written.
 func (s *DiskStore) Put(ctx context.Context, id uint64, data []byte) (created bool, err error) {
+	created, _, err = s.PutSeq(ctx, id, data)
+	return created, err
+}
+
+// PutSeq is Put that also returns the binlog seq of the put entry of a
+// new block (0 for an identical retry, or without a change log): the
+// entry the followers must fetch past before the PUT is acknowledged.
+func (s *DiskStore) PutSeq(ctx context.Context, id uint64, data []byte) (created bool, seq uint64, err error) {
+	created, seq, err = s.put(ctx, id, data)
+	return created, seq, err
+}
+
+func (s *DiskStore) put(ctx context.Context, id uint64, data []byte) (created bool, seq uint64, err error) {
 	if id == 0 {
-		return false, wire.Errorf(wire.ErrInvalid, "chunkserver: put: block id 0")
+		return false, 0, wire.Errorf(wire.ErrInvalid, "chunkserver: put: block id 0")
 	}
 	if len(data) > wire.MaxBlockSize {
-		return false, wire.Errorf(wire.ErrInvalid, "chunkserver: put %s: %d bytes exceed the maximum block size %d",
+		return false, 0, wire.Errorf(wire.ErrInvalid, "chunkserver: put %s: %d bytes exceed the maximum block size %d",
 			wire.BlockName(id), len(data), wire.MaxBlockSize)
 	}
 	if err := ctx.Err(); err != nil {
-		return false, err
+		return false, 0, err
 	}
 	mu := &s.stripes[id%lockStripes]
 	mu.Lock()
 	defer mu.Unlock()
 	if err := s.checkOpen(); err != nil {
-		return false, err
+		return false, 0, err
 	}
 	if s.changes != nil {
 		if err := s.changes.Err(); err != nil {
-			return false, fmt.Errorf("chunkserver: put %s: %w", wire.BlockName(id), err)
+			return false, 0, fmt.Errorf("chunkserver: put %s: %w", wire.BlockName(id), err)
 		}
 	}
 	path := s.Path(id)
@@ -281,47 +294,48 @@ func (s *DiskStore) Put(ctx context.Context, id uint64, data []byte) (created bo
 		// (the directory fsync, or the binlog), so the name may not be
 		// durable yet: answer only once it is and the log still works.
 		if err := s.dirSync(s.leafDir(id)); err != nil {
-			return false, fmt.Errorf("chunkserver: put %s: fsync directory: %w", wire.BlockName(id), err)
+			return false, 0, fmt.Errorf("chunkserver: put %s: fsync directory: %w", wire.BlockName(id), err)
 		}
 		if s.changes != nil {
 			if err := s.changes.Err(); err != nil {
-				return false, fmt.Errorf("chunkserver: put %s: %w", wire.BlockName(id), err)
+				return false, 0, fmt.Errorf("chunkserver: put %s: %w", wire.BlockName(id), err)
 			}
 		}
-		return false, nil
+		return false, 0, nil
 	case errors.Is(err, wire.ErrNotFound):
 	case errors.Is(err, wire.ErrChecksum):
 		s.log.Warn("store: replacing damaged block", "block", wire.BlockName(id), "err", err)
 	default:
-		return false, err
+		return false, 0, err
 	}
 	need := uint64(fileSizeFor(int64(len(data))))
 	space, err := s.DiskSpace()
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	if space.Avail < need || space.Avail-need < s.reserve {
-		return false, wire.Errorf(wire.ErrNoSpace, "chunkserver %s: put %s: %d bytes free, %d needed plus a reserve of %d",
+		return false, 0, wire.Errorf(wire.ErrNoSpace, "chunkserver %s: put %s: %d bytes free, %d needed plus a reserve of %d",
 			s.name, wire.BlockName(id), space.Avail, need, s.reserve)
 	}
 	dir, mtime, err := s.writeFile(id, path, data)
 	if err != nil {
-		return false, fmt.Errorf("chunkserver: put %s: %w", wire.BlockName(id), err)
+		return false, 0, fmt.Errorf("chunkserver: put %s: %w", wire.BlockName(id), err)
 	}
 	// The new file is under the block's name now: no read may go on
 	// with a trailer decoded from the file it replaced.
 	s.trailers.invalidate(id)
 	meta := blockMeta{id: id, size: uint32(len(data)), mtime: mtime}
-	if err := s.commit(ctx, meta, dir); err != nil {
+	seq, err = s.commit(ctx, meta, dir)
+	if err != nil {
 		// The block is in place but its directory entry or its binlog
 		// entry may not be durable: index it so it is listed and served
 		// (as it is on disk), and fail the PUT so the client knows it may
 		// be lost or the group may not learn of it.
 		s.indexPut(meta)
-		return false, fmt.Errorf("chunkserver: put %s: %w", wire.BlockName(id), err)
+		return false, 0, fmt.Errorf("chunkserver: put %s: %w", wire.BlockName(id), err)
 	}
 	s.indexPut(meta)
-	return true, nil
+	return true, seq, nil
 }
 
 // commit makes a block file that was just renamed into place durable and
@@ -331,9 +345,9 @@ func (s *DiskStore) Put(ctx context.Context, id uint64, data []byte) (created bo
 // can never name a torn block; it may name a block whose directory entry
 // a crash took back, but then the PUT was not acknowledged (see the
 // package documentation).
-func (s *DiskStore) commit(ctx context.Context, m blockMeta, dir string) error {
+func (s *DiskStore) commit(ctx context.Context, m blockMeta, dir string) (uint64, error) {
 	if s.changes == nil {
-		return syncDir(dir)
+		return 0, syncDir(dir)
 	}
 	ctx = context.WithoutCancel(ctx)
 	e := wire.BinlogEntry{Op: wire.BinlogPut, ID: m.id, Size: m.size, Time: m.mtime}
@@ -349,7 +363,7 @@ func (s *DiskStore) commit(ctx context.Context, m blockMeta, dir string) error {
 	go func() { synced <- syncDir(dir) }()
 	switch {
 	case !staged:
-		_, logErr = s.changes.Append(ctx, e)
+		seq, logErr = s.changes.Append(ctx, e)
 	case logErr == nil:
 		logErr = log.Sync(ctx, seq)
 	}
@@ -357,7 +371,7 @@ func (s *DiskStore) commit(ctx context.Context, m blockMeta, dir string) error {
 	if dirErr != nil {
 		dirErr = fmt.Errorf("fsync directory: %w", dirErr)
 	}
-	return errors.Join(dirErr, logErr)
+	return seq, errors.Join(dirErr, logErr)
 }
 
 func (s *DiskStore) indexPut(m blockMeta) {
@@ -463,6 +477,30 @@ func (s *DiskStore) ensureDir(id uint64) (string, error) {
 	}
 	s.dirs[key] = true
 	return dir, nil
+}
+
+// Verify reads the whole of block id from its file, with a trailer read
+// from the file (never the cache), and checks every piece against its
+// CRC; buf must hold a block. It returns the bytes verified.
+func (s *DiskStore) Verify(ctx context.Context, id uint64, buf []byte) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := s.checkOpen(); err != nil {
+		return 0, err
+	}
+	b, err := s.openFile(id, s.Path(id), false)
+	if err != nil {
+		return 0, err
+	}
+	defer b.Close()
+	data, err := b.ReadRange(0, b.Size(), buf)
+	if err != nil {
+		// A reader may hold the trailer cached: let it find out now.
+		s.trailers.invalidate(id)
+		return 0, err
+	}
+	return len(data), nil
 }
 
 // Stat returns the indexed size and mtime of block id.

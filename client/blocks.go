@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/valyala/fasthttp"
 
 	"github.com/reelfs/reelfs/internal/wire"
 )
@@ -127,23 +126,8 @@ func (c *Client) putMembers(ctx context.Context, t blockTarget, data []byte, crc
 // putBlock is one PUT of a block to one chunkserver. The body goes out
 // from data without a copy.
 func (c *Client) putBlock(ctx context.Context, addr string, id uint64, data []byte, crc string) error {
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("http://" + addr + wire.PathBlock + wire.BlockName(id))
-	req.Header.SetMethod(fasthttp.MethodPut)
-	req.Header.SetContentType("application/octet-stream")
-	req.Header.Set(wire.HeaderCRC, crc)
-	wire.SetAuth(req, c.cfg.Secret)
-	req.SetBodyRaw(data)
-	if err := c.data.DoDeadline(req, resp, deadline(ctx)); err != nil {
-		return wire.Errorf(wire.ErrUnavailable, "put: %v", err)
-	}
-	if resp.StatusCode()/100 != 2 {
-		return wire.ErrorFromResponse(resp)
-	}
-	return nil
+	_, err := c.data.Put(ctx, addr, id, data, crc)
+	return err
 }
 
 // blockRef is a block as a slice names it.
@@ -388,39 +372,25 @@ func (c *Client) getRange(ctx context.Context, addr string, b blockRef, from, to
 	if lb, ok := c.cfg.Local[addr]; ok {
 		return c.readLocal(ctx, lb, b, from, to)
 	}
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("http://" + addr + wire.PathBlock + wire.BlockName(b.id))
-	req.Header.SetMethod(fasthttp.MethodGet)
 	whole := from == 0 && to == int64(b.size)
-	if !whole {
-		req.Header.SetByteRange(int(from), int(to-1))
-	}
-	wire.SetAuth(req, c.cfg.Secret)
-	if err := c.data.DoDeadline(req, resp, deadline(ctx)); err != nil {
-		return nil, wire.Errorf(wire.ErrUnavailable, "get: %v", err)
-	}
-	switch st := resp.StatusCode(); {
-	case st == fasthttp.StatusOK && whole, st == fasthttp.StatusPartialContent && !whole:
-	case st/100 == 2:
-		return nil, wire.Errorf(wire.ErrIO, "get: unexpected status %d", st)
-	default:
-		return nil, wire.ErrorFromResponse(resp)
-	}
-	body := resp.Body()
-	if int64(len(body)) != to-from {
-		return nil, wire.Errorf(wire.ErrIO, "get: %d bytes for a range of %d (block size mismatch?)", len(body), to-from)
+	var pages [][]byte
+	err := c.data.Get(ctx, addr, b.id, from, to, whole, func(body []byte) error {
+		if int64(len(body)) != to-from {
+			return wire.Errorf(wire.ErrIO, "get: %d bytes for a range of %d (block size mismatch?)", len(body), to-from)
+		}
+		pages = make([][]byte, 0, (len(body)+pageSize-1)/pageSize)
+		for off := 0; off < len(body); off += pageSize {
+			pg := make([]byte, min(pageSize, len(body)-off))
+			copy(pg, body[off:])
+			pages = append(pages, pg)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	c.stats.blocksFetched.Add(1)
-	c.stats.bytesFetched.Add(int64(len(body)))
-	pages := make([][]byte, 0, (len(body)+pageSize-1)/pageSize)
-	for off := 0; off < len(body); off += pageSize {
-		pg := make([]byte, min(pageSize, len(body)-off))
-		copy(pg, body[off:])
-		pages = append(pages, pg)
-	}
+	c.stats.bytesFetched.Add(to - from)
 	return pages, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/valyala/fasthttp"
 
+	"github.com/reelfs/reelfs/internal/blockclient"
 	"github.com/reelfs/reelfs/internal/wire"
 )
 
@@ -46,8 +47,8 @@ type Client struct {
 	uid     uint32 // owner of what the path helpers create
 	gid     uint32
 
-	meta *fasthttp.Client // metaserver RPCs (bodies up to wire.MaxRPCBody)
-	data *fasthttp.Client // block PUT/GET (bodies up to a block)
+	meta *fasthttp.Client    // metaserver RPCs (bodies up to wire.MaxRPCBody)
+	data *blockclient.Client // block PUT/GET (bodies up to a block)
 	crc  *crc32.Table
 
 	bufs   *bufPool
@@ -104,18 +105,21 @@ func New(cfg Config) (*Client, error) {
 		uid:     uint32(os.Getuid()),
 		gid:     uint32(os.Getgid()),
 		meta:    newHTTPClient(wire.MaxRPCBody + blockBodySlack),
-		data:    newHTTPClient(cfg.BlockSize + blockBodySlack),
-		crc:     crc32.MakeTable(crc32.Castagnoli),
-		bufs:    newBufPool(cfg.BlockSize),
-		cache:   newPageCache(cfg.CacheBytes),
-		chunks:  newChunkCache(),
-		groups:  newGroupCache(),
-		upSem:   make(chan struct{}, cfg.Uploads),
-		preSem:  make(chan struct{}, max(2*cfg.Prefetch, 1)),
-		dirty:   newDirtyGauge(cfg.DirtyBytes),
-		inodes:  make(map[uint64]*inode),
-		ctx:     ctx,
-		cancel:  cancel,
+		data: blockclient.New(blockclient.Config{
+			Name: "reelfs-client", Secret: cfg.Secret, Timeout: ioTimeout,
+			MaxConnsPerHost: maxConnsPerHost, MaxBody: cfg.BlockSize + blockBodySlack, BufferSize: ioBufferSize,
+		}),
+		crc:    crc32.MakeTable(crc32.Castagnoli),
+		bufs:   newBufPool(cfg.BlockSize),
+		cache:  newPageCache(cfg.CacheBytes),
+		chunks: newChunkCache(),
+		groups: newGroupCache(),
+		upSem:  make(chan struct{}, cfg.Uploads),
+		preSem: make(chan struct{}, max(2*cfg.Prefetch, 1)),
+		dirty:  newDirtyGauge(cfg.DirtyBytes),
+		inodes: make(map[uint64]*inode),
+		ctx:    ctx,
+		cancel: cancel,
 	}
 	c.log = c.log.With("session", c.session)
 	c.wg.Add(1)

@@ -61,6 +61,7 @@ func newCluster(t testing.TB, o clusterOpts) *cluster {
 		cfg.Meta = cl.metaAddr
 		cfg.Reserve = o.reserve
 		cfg.HeartbeatEvery = 50 * time.Millisecond
+		cfg.MinCopies = min(o.chunkservers, 2)
 		srv, err := chunkserver.New(cfg)
 		if err != nil {
 			t.Fatalf("chunkserver: %v", err)
@@ -155,7 +156,7 @@ func (cl *cluster) waitHealthy(n int) {
 		if err == nil {
 			for _, g := range groups {
 				for _, m := range g.Members {
-					if m.Healthy {
+					if m.Healthy && (m.InSync || m.Full) {
 						healthy++
 					}
 				}

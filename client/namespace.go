@@ -239,3 +239,10 @@ func (c *Client) Groups(ctx context.Context) ([]wire.Group, error) {
 	c.groups.set(r.Groups)
 	return r.Groups, nil
 }
+
+// RemoveMember retires chunkserver id from group: the tracker forgets it
+// and drops it from the in-sync set, so placement and the deletion queue
+// stop waiting for it. For a member whose disk is gone for good.
+func (c *Client) RemoveMember(ctx context.Context, group uint32, id string) error {
+	return c.call(ctx, wire.OpRemoveMember, wire.RemoveMemberReq{Group: group, ID: id}, &struct{}{})
+}

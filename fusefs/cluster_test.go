@@ -85,6 +85,7 @@ func startCluster(t *testing.T, n int, reserve uint64) *cluster {
 		ccfg.Group = 1
 		ccfg.Reserve = reserve
 		ccfg.HeartbeatEvery = 100 * time.Millisecond
+		ccfg.MinCopies = min(n, 2)
 		ccfg.Logger = testLogger(t).With("daemon", "chunk", "n", i+1)
 		cs, err := chunkserver.New(ccfg)
 		if err != nil {
@@ -94,7 +95,8 @@ func startCluster(t *testing.T, n int, reserve uint64) *cluster {
 		go func() { done <- cs.Run(ctx) }()
 	}
 
-	// Wait until every chunkserver has heartbeated.
+	// Wait until every chunkserver has heartbeated and joined the
+	// in-sync set.
 	c := newClient(t, &cluster{meta: meta.Addr()})
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer wcancel()
@@ -103,7 +105,7 @@ func startCluster(t *testing.T, n int, reserve uint64) *cluster {
 		if groups, err := c.Groups(wctx); err == nil {
 			for _, g := range groups {
 				for _, m := range g.Members {
-					if m.Healthy {
+					if m.Healthy && (m.InSync || m.Full) {
 						healthy++
 					}
 				}

@@ -51,6 +51,7 @@ func TestWithRealCluster(t *testing.T) {
 	ccfg.Group = 1
 	ccfg.Meta = meta.Addr()
 	ccfg.HeartbeatEvery = 50 * time.Millisecond
+	ccfg.MinCopies = 1
 	chunk, err := chunkserver.New(ccfg)
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +68,7 @@ func TestWithRealCluster(t *testing.T) {
 	t.Cleanup(func() { _ = c.Close() })
 	eventually(t, "chunkserver healthy", func() bool {
 		groups, err := c.Groups(context.Background())
-		return err == nil && len(groups) > 0 && len(groups[0].Members) > 0 && groups[0].Members[0].Healthy
+		return err == nil && len(groups) > 0 && len(groups[0].Members) > 0 && groups[0].Members[0].Healthy && groups[0].Members[0].InSync
 	})
 	if _, err := c.MkdirAll(context.Background(), "/media", 0o755); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package metaserver
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -33,6 +34,7 @@ type coreConfig struct {
 	Dir              string
 	SessionTTL       time.Duration
 	HeartbeatTimeout time.Duration
+	ISR              isrRules
 	ReadDirLimit     int
 	Logger           *slog.Logger
 }
@@ -81,7 +83,7 @@ func openCore(cfg coreConfig) (*core, error) {
 		clock:        time.Now,
 		ttl:          cfg.SessionTTL,
 		readDirLimit: cfg.ReadDirLimit,
-		tracker:      newTracker(cfg.HeartbeatTimeout),
+		tracker:      newTracker(cfg.HeartbeatTimeout, cfg.ISR),
 		sessions:     make(map[string]*session),
 		holders:      make(map[uint64]int),
 		orphans:      make(map[uint64]int64),
@@ -138,6 +140,21 @@ func (c *core) load() error {
 	it.Release()
 	if err := it.Error(); err != nil {
 		return fmt.Errorf("metaserver: load members: %w", err)
+	}
+
+	it = c.db.NewIterator(util.BytesPrefix([]byte{pISR}), nil)
+	for it.Next() {
+		k := it.Key()
+		var rec isrRecord
+		if len(k) != 5 || json.Unmarshal(it.Value(), &rec) != nil {
+			it.Release()
+			return fmt.Errorf("%w: in-sync set record %x", ErrCorrupt, k)
+		}
+		c.tracker.restoreISR(binary.BigEndian.Uint32(k[1:]), rec)
+	}
+	it.Release()
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("metaserver: load in-sync sets: %w", err)
 	}
 
 	it = c.db.NewIterator(util.BytesPrefix([]byte{pLog}), nil)

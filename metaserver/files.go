@@ -387,7 +387,7 @@ func (c *core) alloc(ctx context.Context, req *wire.AllocReq) (wire.AllocReply, 
 	if req.Bytes < 0 {
 		return wire.AllocReply{}, errInval("alloc of %d bytes", req.Bytes)
 	}
-	p, err := place(c.tracker.groups(c.clock()), uint64(req.Bytes))
+	p, err := place(c.tracker.groups(c.clock()), uint64(req.Bytes), c.tracker.rotate.Add(1))
 	if err != nil {
 		return wire.AllocReply{}, err
 	}

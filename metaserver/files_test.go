@@ -289,7 +289,7 @@ func TestCountersSurviveRestart(t *testing.T) {
 		}
 		ops = append(ops, e.Op)
 	}
-	if !slices.Equal(ops, []string{"init", "heartbeat", "alloc", "create", "alloc", "create"}) {
+	if !slices.Equal(ops, []string{"init", "heartbeat", "isr", "alloc", "create", "alloc", "create"}) {
 		t.Fatalf("op log %v", ops)
 	}
 }
@@ -316,9 +316,9 @@ func TestAlloc(t *testing.T) {
 func TestMembersSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
 	c, _ := openTestCore(t, dir)
-	wantCode(t, c.heartbeat(bg, member("cs1", 1, "127.0.0.1:1")), "")
-	wantCode(t, c.heartbeat(bg, member("cs2", 2, "127.0.0.1:2")), "")
-	wantCode(t, c.heartbeat(bg, member("cs2", 3, "127.0.0.1:3")), "") // moved group
+	wantCode(t, beat(c, member("cs1", 1, "127.0.0.1:1")), "")
+	wantCode(t, beat(c, member("cs2", 2, "127.0.0.1:2")), "")
+	wantCode(t, beat(c, member("cs2", 3, "127.0.0.1:3")), "") // moved group
 	c.close()
 
 	c, _ = openTestCore(t, dir)
@@ -333,12 +333,12 @@ func TestMembersSurviveRestart(t *testing.T) {
 	}
 	_, err := c.alloc(bg, &wire.AllocReq{Count: 1})
 	wantCode(t, err, wire.CodeUnavailable)
-	wantCode(t, c.heartbeat(bg, member("cs1", 1, "127.0.0.1:1")), "")
+	wantCode(t, beat(c, member("cs1", 1, "127.0.0.1:1")), "")
 	if gr := c.groups(bg).Groups; !gr[0].Members[0].Healthy {
 		t.Fatal("member unhealthy after a heartbeat")
 	}
-	wantCode(t, c.heartbeat(bg, &wire.Member{Addr: "x"}), wire.CodeInvalid)
-	wantCode(t, c.heartbeat(bg, &wire.Member{ID: "x"}), wire.CodeInvalid)
+	wantCode(t, beat(c, &wire.Member{Addr: "x"}), wire.CodeInvalid)
+	wantCode(t, beat(c, &wire.Member{ID: "x"}), wire.CodeInvalid)
 }
 
 // TestResolveOpen: resolve with Open registers an open of a regular file

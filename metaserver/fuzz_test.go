@@ -65,7 +65,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Cleanup(func() { s.Close() })
 	// A healthy group so alloc and commit get past placement.
-	if err := s.core.heartbeat(bg, member("cs1", 1, "127.0.0.1:1")); err != nil {
+	if err := beat(s.core, member("cs1", 1, "127.0.0.1:1")); err != nil {
 		f.Fatal(err)
 	}
 

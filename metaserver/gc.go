@@ -3,18 +3,17 @@ package metaserver
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/syndtr/goleveldb/leveldb"
 	"github.com/syndtr/goleveldb/leveldb/util"
-	"github.com/valyala/fasthttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/reelfs/reelfs/internal/blockclient"
 	"github.com/reelfs/reelfs/internal/wire"
 )
 
@@ -38,8 +37,7 @@ const (
 // trims the op log.
 type collector struct {
 	c      *core
-	hc     *fasthttp.Client
-	secret string
+	blocks *blockclient.Client
 	log    *slog.Logger
 	grace  time.Duration // age of an uncommitted upload before it is collected
 	keep   uint64        // op-log entries to keep
@@ -57,18 +55,14 @@ type retryState struct {
 
 func newCollector(c *core, secret string, grace time.Duration, keep int, log *slog.Logger) *collector {
 	return &collector{
-		c:      c,
-		secret: secret,
-		log:    log,
-		grace:  grace,
-		keep:   uint64(keep),
-		retry:  make(map[uint64]retryState),
-		hc: &fasthttp.Client{
-			Name:                "reelfs-metaserver",
-			ReadTimeout:         peerTimeout,
-			WriteTimeout:        peerTimeout,
-			MaxIdleConnDuration: time.Minute,
-		},
+		c:     c,
+		log:   log,
+		grace: grace,
+		keep:  uint64(keep),
+		retry: make(map[uint64]retryState),
+		blocks: blockclient.New(blockclient.Config{
+			Name: "reelfs-metaserver", Secret: secret, Timeout: peerTimeout, MaxBody: wire.MaxRPCBody,
+		}),
 	}
 }
 
@@ -108,10 +102,16 @@ func (g *collector) drain(ctx context.Context) (int, error) {
 	if len(due) == 0 {
 		return 0, nil
 	}
+	// Deletes go to the healthy members. A member that is down gets them
+	// from its peers' binlogs when it returns (and the collector of
+	// unreferenced blocks removes anything left), so the queue never
+	// waits for a member that may never come back.
 	members := make(map[uint32][]string)
 	for _, grp := range g.c.tracker.groups(now) {
 		for _, m := range grp.Members {
-			members[grp.ID] = append(members[grp.ID], m.Addr)
+			if m.Healthy {
+				members[grp.ID] = append(members[grp.ID], m.Addr)
+			}
 		}
 	}
 
@@ -165,10 +165,10 @@ func (g *collector) failed(id uint64, now time.Time, err error) {
 }
 
 // deleteEverywhere deletes block id on every address; 2xx and 404 count as
-// done. A group with no known member cannot be drained yet.
+// done. A group with no healthy member cannot be drained yet.
 func (g *collector) deleteEverywhere(ctx context.Context, id uint64, addrs []string) error {
 	if len(addrs) == 0 {
-		return wire.Errorf(wire.ErrUnavailable, "no known member of the block's group")
+		return wire.Errorf(wire.ErrUnavailable, "no healthy member of the block's group")
 	}
 	for _, addr := range addrs {
 		if err := g.deleteBlock(ctx, addr, id); err != nil {
@@ -179,31 +179,13 @@ func (g *collector) deleteEverywhere(ctx context.Context, id uint64, addrs []str
 }
 
 func (g *collector) deleteBlock(ctx context.Context, addr string, id uint64) error {
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("http://" + addr + wire.PathBlock + wire.BlockName(id))
-	req.Header.SetMethod(fasthttp.MethodDelete)
-	wire.SetAuth(req, g.secret)
-	if err := g.do(ctx, req, resp); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	defer cancel()
+	err := g.blocks.Delete(ctx, addr, id)
+	if err != nil && !errors.Is(err, wire.ErrNotFound) {
 		return fmt.Errorf("delete %s on %s: %w", wire.BlockName(id), addr, err)
 	}
-	if st := resp.StatusCode(); st/100 != 2 && st != fasthttp.StatusNotFound {
-		return fmt.Errorf("delete %s on %s: %w", wire.BlockName(id), addr, wire.ErrorFromResponse(resp))
-	}
 	return nil
-}
-
-func (g *collector) do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
-	timeout := peerTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(dl))
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return g.hc.DoTimeout(req, resp, timeout)
 }
 
 // dequeue drops delivered blocks from the deletion queue in one batch.
@@ -289,27 +271,9 @@ func (g *collector) collectMember(ctx context.Context, m wire.Member, before int
 }
 
 func (g *collector) listBlocks(ctx context.Context, addr string, after uint64, before int64) (wire.BlockList, error) {
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("http://" + addr + wire.PathBlocks +
-		"?after=" + strconv.FormatUint(after, 10) +
-		"&limit=" + strconv.Itoa(listPage) +
-		"&before=" + strconv.FormatInt(before, 10))
-	req.Header.SetMethod(fasthttp.MethodGet)
-	wire.SetAuth(req, g.secret)
-	if err := g.do(ctx, req, resp); err != nil {
-		return wire.BlockList{}, fmt.Errorf("list blocks on %s: %w", addr, err)
-	}
-	if resp.StatusCode()/100 != 2 {
-		return wire.BlockList{}, fmt.Errorf("list blocks on %s: %w", addr, wire.ErrorFromResponse(resp))
-	}
-	var page wire.BlockList
-	if err := json.Unmarshal(resp.Body(), &page); err != nil {
-		return wire.BlockList{}, fmt.Errorf("list blocks on %s: malformed reply: %w", addr, err)
-	}
-	return page, nil
+	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
+	defer cancel()
+	return g.blocks.List(ctx, addr, after, listPage, before)
 }
 
 // queueUnreferenced queues those of ids that were leased, are in no chunk,

@@ -119,8 +119,8 @@ func TestDrainQueue(t *testing.T) {
 	c, clk := newTestCore(t)
 	cs1 := startFakeChunkserver(t)
 	cs2 := startFakeChunkserver(t)
-	wantCode(t, c.heartbeat(bg, member("cs1", 1, cs1.addr)), "")
-	wantCode(t, c.heartbeat(bg, member("cs2", 1, cs2.addr)), "")
+	wantCode(t, beat(c, member("cs1", 1, cs1.addr)), "")
+	wantCode(t, beat(c, member("cs2", 1, cs2.addr)), "")
 	gc := newTestCollector(c, 100)
 
 	f := mkfile(t, c, wire.RootIno, "f")
@@ -183,7 +183,7 @@ func TestDrainWaitsForUnreachableMember(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close()
-	wantCode(t, c.heartbeat(bg, member("dead", 1, dead)), "")
+	wantCode(t, beat(c, member("dead", 1, dead)), "")
 	f := mkfile(t, c, wire.RootIno, "f")
 	id := lease(t, c, 1)
 	commit(t, c, f.Ino, 100, slice(0, 0, 100, id))
@@ -199,12 +199,40 @@ func TestDrainWaitsForUnreachableMember(t *testing.T) {
 	}
 }
 
+// A member that is down does not hold the queue: the healthy members
+// delete, and the one that is down learns of it from their binlogs.
+func TestDrainSkipsDownMember(t *testing.T) {
+	c, clk := newTestCore(t)
+	cs1 := startFakeChunkserver(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	wantCode(t, beat(c, member("dead", 1, dead)), "")
+	clk.advance(time.Hour) // "dead" stops heartbeating
+	f := mkfile(t, c, wire.RootIno, "f")
+	id := lease(t, c, 1)
+	wantCode(t, beat(c, member("cs1", 1, cs1.addr)), "") // lease beat cs1 at another address
+	cs1.put(id, clk.now())
+	commit(t, c, f.Ino, 100, slice(0, 0, 100, id))
+	wantCode(t, c.unlink(bg, &wire.UnlinkReq{Parent: wire.RootIno, Name: "f"}), "")
+	gc := newTestCollector(c, 100)
+	if n, err := gc.drain(bg); n != 1 || err != nil {
+		t.Fatalf("drain with a member down = %d, %v; want 1", n, err)
+	}
+	if cs1.holds(id) || len(queuedIDs(t, c)) != 0 {
+		t.Fatal("block not deleted on the healthy member, or still queued")
+	}
+}
+
 func TestCollectUploads(t *testing.T) {
 	c, clk := newTestCore(t)
 	clk.advance(testTTL + time.Second) // past the wait after a start
 	cs := startFakeChunkserver(t)
 	cs.pageSize = 2 // force paging
-	wantCode(t, c.heartbeat(bg, member("cs1", 1, cs.addr)), "")
+	wantCode(t, beat(c, member("cs1", 1, cs.addr)), "")
 	gc := newTestCollector(c, 100)
 
 	r, err := c.alloc(bg, &wire.AllocReq{Count: 5, Bytes: 1})

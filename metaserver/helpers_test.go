@@ -125,13 +125,19 @@ func gone(t *testing.T, c *core, ino uint64) {
 
 // member is a healthy chunkserver with plenty of room in group g.
 func member(id string, g uint32, addr string) *wire.Member {
-	return &wire.Member{ID: id, Addr: addr, Group: g, Capacity: 1 << 40, Free: 1 << 40}
+	return &wire.Member{ID: id, Addr: addr, Group: g, Capacity: 1 << 40, Free: 1 << 40, Healthy: true, MinCopies: 1}
+}
+
+// beat sends one heartbeat and keeps only its error.
+func beat(c *core, m *wire.Member) error {
+	_, err := c.heartbeat(bg, m)
+	return err
 }
 
 // lease heartbeats a chunkserver in group 1 and leases n ids.
 func lease(t *testing.T, c *core, n int) uint64 {
 	t.Helper()
-	if err := c.heartbeat(bg, member("cs1", 1, "127.0.0.1:1")); err != nil {
+	if err := beat(c, member("cs1", 1, "127.0.0.1:1")); err != nil {
 		t.Fatal(err)
 	}
 	r, err := c.alloc(bg, &wire.AllocReq{Count: n, Bytes: 1 << 20})

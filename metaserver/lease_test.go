@@ -12,7 +12,7 @@ import (
 // serves it already sees the new mark in the database.
 func TestAllocWaitsForSyncedHighWater(t *testing.T) {
 	c, _ := newTestCore(t)
-	if err := c.heartbeat(bg, member("cs1", 1, "127.0.0.1:1")); err != nil {
+	if err := beat(c, member("cs1", 1, "127.0.0.1:1")); err != nil {
 		t.Fatal(err)
 	}
 	var seen []uint64 // high-water marks in the database at each flush

@@ -29,6 +29,13 @@ type Config struct {
 	UploadGCInterval time.Duration // period of the uncommitted-upload scan
 	UploadGrace      time.Duration // age of an unreferenced block before it counts as abandoned (never less than SessionTTL)
 
+	// ReplicaLagTime: a chunkserver that has not caught up with an
+	// in-sync peer's binlog for this long leaves its group's in-sync set
+	// (and PUTs stop waiting for it). ReplicaLagBytes: the same when it is
+	// this many bytes of puts behind; 0 disables that bound.
+	ReplicaLagTime  time.Duration
+	ReplicaLagBytes uint64
+
 	OpLogKeep    int // op-log entries kept; older ones are trimmed
 	ReadDirLimit int // default and largest readdir page
 
@@ -51,7 +58,9 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Listen:           "127.0.0.1:9400",
-		HeartbeatTimeout: 10 * time.Second,
+		HeartbeatTimeout: 6 * time.Second,
+		ReplicaLagTime:   10 * time.Second,
+		ReplicaLagBytes:  1 << 30,
 		SessionTTL:       30 * time.Second,
 		GCInterval:       2 * time.Second,
 		UploadGCInterval: time.Minute,
@@ -75,6 +84,8 @@ func (c Config) Validate() error {
 		return bad("Listen is required")
 	case c.HeartbeatTimeout <= 0:
 		return bad("HeartbeatTimeout %v must be positive", c.HeartbeatTimeout)
+	case c.ReplicaLagTime <= 0:
+		return bad("ReplicaLagTime %v must be positive", c.ReplicaLagTime)
 	case c.SessionTTL <= 0:
 		return bad("SessionTTL %v must be positive", c.SessionTTL)
 	case c.GCInterval <= 0:
@@ -143,6 +154,7 @@ func New(cfg Config) (*Server, error) {
 		Dir:              cfg.Dir,
 		SessionTTL:       cfg.SessionTTL,
 		HeartbeatTimeout: cfg.HeartbeatTimeout,
+		ISR:              isrRules{LagTime: cfg.ReplicaLagTime, LagBytes: cfg.ReplicaLagBytes},
 		ReadDirLimit:     cfg.ReadDirLimit,
 		Logger:           log,
 	})
@@ -231,13 +243,16 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	})
 	eg.Go(func() error {
+		return s.every(ectx, "in-sync sets", time.Second, s.core.refreshISR)
+	})
+	eg.Go(func() error {
 		return s.every(ectx, "trim op log", s.cfg.GCInterval, func(ctx context.Context) error {
 			_, err := s.gc.trimLog(ctx)
 			return err
 		})
 	})
 	err := eg.Wait()
-	s.gc.hc.CloseIdleConnections()
+	s.gc.blocks.CloseIdleConnections()
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
@@ -410,7 +425,8 @@ func (s *Server) opTable() map[string]*opEntry {
 		wire.OpGroups: call(func(ctx context.Context, _ *empty) (wire.GroupsReply, error) {
 			return c.groups(ctx), nil
 		}),
-		wire.OpHeartbeat: exec(c.heartbeat),
+		wire.OpHeartbeat:    call(c.heartbeat),
+		wire.OpRemoveMember: exec(c.removeMember),
 	}
 	ops := make(map[string]*opEntry, len(handlers))
 	for name, h := range handlers {

@@ -41,6 +41,7 @@ const (
 	pOrphan  = 'o'
 	pLog     = 'l'
 	pMember  = 'g'
+	pISR     = 'r' // group -> its in-sync set (JSON isrRecord)
 	pMeta    = 'm'
 	pSync    = 'k'
 )
@@ -86,6 +87,13 @@ func keyMember(group uint32, id string) []byte {
 	k[0] = pMember
 	binary.BigEndian.PutUint32(k[1:], group)
 	return append(k, id...)
+}
+
+func keyISR(group uint32) []byte {
+	k := make([]byte, 5)
+	k[0] = pISR
+	binary.BigEndian.PutUint32(k[1:], group)
+	return k
 }
 
 var (

@@ -3,8 +3,12 @@ package metaserver
 import (
 	"cmp"
 	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/reelfs/reelfs/internal/wire"
@@ -25,9 +29,19 @@ const nearTie = 50
 // next heartbeat).
 type tracker struct {
 	timeout time.Duration
+	rules   isrRules
+	rotate  atomic.Uint64 // spreads PUTs over a group's members
 
 	mu      sync.Mutex
 	members map[string]*trackedMember // by member ID
+	isr     map[uint32]isrRecord      // by group; persisted under keyISR
+}
+
+// isrRecord is a group's in-sync set as stored: changed only by
+// core.updateISR, each change with a new version.
+type isrRecord struct {
+	Version uint64   `json:"v"`
+	Members []string `json:"isr"`
 }
 
 type trackedMember struct {
@@ -35,8 +49,16 @@ type trackedMember struct {
 	beat time.Time // last heartbeat received by this process; zero after a restart
 }
 
-func newTracker(timeout time.Duration) *tracker {
-	return &tracker{timeout: timeout, members: make(map[string]*trackedMember)}
+func newTracker(timeout time.Duration, rules isrRules) *tracker {
+	return &tracker{timeout: timeout, rules: rules, members: make(map[string]*trackedMember),
+		isr: make(map[uint32]isrRecord)}
+}
+
+// restoreISR sets a group's in-sync set read back from the database.
+func (t *tracker) restoreISR(group uint32, rec isrRecord) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.isr[group] = rec
 }
 
 // restore adds a member read back from the database: known, not healthy.
@@ -54,7 +76,7 @@ func (t *tracker) heartbeat(m wire.Member, now time.Time) (changed bool, oldGrou
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	m.LastSeen = now.UnixNano()
-	m.Healthy = true
+	m.InSync = false
 	old, ok := t.members[m.ID]
 	switch {
 	case !ok:
@@ -68,8 +90,8 @@ func (t *tracker) heartbeat(m wire.Member, now time.Time) (changed bool, oldGrou
 	return changed, oldGroup, moved
 }
 
-// forget drops a member restored from disk or seen before; used to undo a
-// heartbeat whose persistence failed.
+// forget drops a member restored from disk or seen before: to undo a
+// heartbeat whose persistence failed, and when an operator removes it.
 func (t *tracker) forget(id string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -83,17 +105,41 @@ func (t *tracker) groups(now time.Time) []wire.Group {
 	byGroup := make(map[uint32][]wire.Member)
 	for _, tm := range t.members {
 		m := tm.m
-		m.Healthy = !tm.beat.IsZero() && now.Sub(tm.beat) <= t.timeout
+		// A member is healthy while it heartbeats and says it is (its
+		// binlog and its statfs work).
+		m.Healthy = m.Healthy && !tm.beat.IsZero() && now.Sub(tm.beat) <= t.timeout
 		byGroup[m.Group] = append(byGroup[m.Group], m)
+	}
+	isr := make(map[uint32]isrRecord, len(t.isr))
+	for g, rec := range t.isr {
+		isr[g] = rec
 	}
 	t.mu.Unlock()
 	out := make([]wire.Group, 0, len(byGroup))
 	for id, ms := range byGroup {
 		slices.SortFunc(ms, func(a, b wire.Member) int { return cmp.Compare(a.ID, b.ID) })
-		out = append(out, wire.Group{ID: id, Members: ms})
+		rec := isr[id]
+		for i := range ms {
+			ms[i].InSync = slices.Contains(rec.Members, ms[i].ID)
+		}
+		out = append(out, wire.Group{ID: id, Members: ms, ISR: rec.Members, ISRVersion: rec.Version,
+			MinCopies: minCopiesOf(ms)})
 	}
 	slices.SortFunc(out, func(a, b wire.Group) int { return cmp.Compare(a.ID, b.ID) })
 	return out
+}
+
+// group is group g as groups reports it (empty when no member is known).
+func (t *tracker) group(g uint32, now time.Time) wire.Group {
+	for _, grp := range t.groups(now) {
+		if grp.ID == g {
+			return grp
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rec := t.isr[g]
+	return wire.Group{ID: g, ISR: rec.Members, ISRVersion: rec.Version}
 }
 
 // known reports whether any member (healthy or not) is in group g.
@@ -114,29 +160,32 @@ func (t *tracker) healthyCount(now time.Time) int {
 	defer t.mu.Unlock()
 	n := 0
 	for _, tm := range t.members {
-		if !tm.beat.IsZero() && now.Sub(tm.beat) <= t.timeout {
+		if tm.m.Healthy && !tm.beat.IsZero() && now.Sub(tm.beat) <= t.timeout {
 			n++
 		}
 	}
 	return n
 }
 
-// placement is the answer of place: a group and its healthy members,
-// preferred first.
+// placement is the answer of place: a group and the in-sync members a
+// client may PUT to, in the order to try them.
 type placement struct {
 	Group   uint32
 	Members []string
 }
 
-// place chooses where bytes of new data go. Only groups with a healthy
-// member qualify, and only if every healthy member has bytes+placeMargin
-// free (a write must land on all of them). Among those, the group with the
-// most free space wins (free of a group = its fullest healthy member);
-// groups within nearTie of the best compete on load (sum of their healthy
-// members' in-flight requests), then on free space, then on the lower id.
-// Members come ordered by free space (desc), then load (asc), then id.
-// No healthy member anywhere is ErrUnavailable; all too full is ErrNoSpace.
-func place(groups []wire.Group, bytes uint64) (placement, error) {
+// place chooses where bytes of new data go. A group qualifies when its
+// writable in-sync members are at least its min-copies (a PUT is
+// acknowledged only once all of them hold the block) and each has
+// bytes+placeMargin free. Among those, the group with the most free space
+// wins (free of a group = its fullest in-sync member); groups within
+// nearTie of the best compete on load (the sum of their in-sync members'
+// requests in flight), then on free space, then on the lower id. Any
+// in-sync member takes a PUT and replicates it: the member list starts at
+// an offset that turns with every placement (turn), spreading the load.
+// No healthy member anywhere is ErrUnavailable; all too full, or no group
+// with enough in-sync members, is ErrNoSpace naming the cause.
+func place(groups []wire.Group, bytes uint64, turn uint64) (placement, error) {
 	type cand struct {
 		id      uint32
 		free    uint64
@@ -144,13 +193,17 @@ func place(groups []wire.Group, bytes uint64) (placement, error) {
 		members []wire.Member
 	}
 	var cands []cand
+	var problems []string
 	healthy := 0
 	need := bytes + placeMargin
 	for _, g := range groups {
 		c := cand{id: g.ID}
 		fits := true
 		for _, m := range g.Members {
-			if !m.Healthy {
+			if m.Healthy {
+				healthy++
+			}
+			if !writable(m) || !slices.Contains(g.ISR, m.ID) {
 				continue
 			}
 			if len(c.members) == 0 || m.Free < c.free {
@@ -162,16 +215,21 @@ func place(groups []wire.Group, bytes uint64) (placement, error) {
 				fits = false
 			}
 		}
-		healthy += len(c.members)
-		if len(c.members) > 0 && fits {
-			cands = append(cands, c)
+		if p := quorumProblem(g); p != "" {
+			problems = append(problems, p)
+			continue
 		}
+		if !fits {
+			problems = append(problems, fmt.Sprintf("group %d has less than %d bytes free", g.ID, need))
+			continue
+		}
+		cands = append(cands, c)
 	}
 	if healthy == 0 {
 		return placement{}, wire.Errorf(wire.ErrUnavailable, "no healthy chunkserver")
 	}
 	if len(cands) == 0 {
-		return placement{}, wire.Errorf(wire.ErrNoSpace, "no group has %d bytes free", bytes)
+		return placement{}, wire.Errorf(wire.ErrNoSpace, "no group can take %d bytes: %s", bytes, strings.Join(problems, "; "))
 	}
 	var best uint64
 	for _, c := range cands {
@@ -194,14 +252,10 @@ func place(groups []wire.Group, bytes uint64) (placement, error) {
 		return cmp.Compare(a.id, b.id)
 	})
 	w := cands[0]
-	// Members in id order: the first healthy one is the group's primary.
-	// Until log shipping copies blocks to every member, a block lives on
-	// the member it was written to; readers try members in the same (id)
-	// order, so their first try finds it.
 	slices.SortFunc(w.members, func(a, b wire.Member) int { return cmp.Compare(a.ID, b.ID) })
 	p := placement{Group: w.id, Members: make([]string, len(w.members))}
-	for i, m := range w.members {
-		p.Members[i] = m.Addr
+	for i := range w.members {
+		p.Members[i] = w.members[(i+int(turn%uint64(len(w.members))))%len(w.members)].Addr
 	}
 	return p, nil
 }
@@ -237,24 +291,43 @@ func statFS(groups []wire.Group, inodes uint64) wire.StatFS {
 
 // ---- tracker ops of the core ----
 
-// heartbeat records a chunkserver's report. A new member, or one with a new
+// heartbeat records a chunkserver's report and answers with its group as
+// the tracker sees it (peers and in-sync set), after re-deciding that
+// group's in-sync set with the report. A new member, or one with a new
 // address or group, is persisted so a restart still lists it.
-func (c *core) heartbeat(_ context.Context, m *wire.Member) error {
+func (c *core) heartbeat(_ context.Context, m *wire.Member) (wire.HeartbeatReply, error) {
 	switch {
 	case m.ID == "" || len(m.ID) > 255:
-		return errInval("member id %q", m.ID)
+		return wire.HeartbeatReply{}, errInval("member id %q", m.ID)
 	case m.Addr == "" || len(m.Addr) > 255:
-		return errInval("member address %q", m.Addr)
+		return wire.HeartbeatReply{}, errInval("member address %q", m.Addr)
+	case m.Group == 0:
+		return wire.HeartbeatReply{}, errInval("member %s: group 0", m.ID)
 	}
 	now := c.clock()
 	changed, oldGroup, moved := c.tracker.heartbeat(*m, now)
-	if !changed {
-		return nil
+	if changed {
+		if err := c.persistMember(*m, now, oldGroup, moved); err != nil {
+			return wire.HeartbeatReply{}, err
+		}
 	}
+	if moved {
+		if _, err := c.updateISR(oldGroup); err != nil {
+			return wire.HeartbeatReply{}, err
+		}
+	}
+	g, err := c.updateISR(m.Group)
+	if err != nil {
+		return wire.HeartbeatReply{}, err
+	}
+	return wire.HeartbeatReply{Group: g}, nil
+}
+
+func (c *core) persistMember(m wire.Member, now time.Time, oldGroup uint32, moved bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.begin(wire.OpHeartbeat)
-	rec := *m
+	rec := m
 	rec.LastSeen = now.UnixNano()
 	rec.Healthy = false
 	t.b.Put(keyMember(m.Group, m.ID), encodeMember(rec))
@@ -266,6 +339,81 @@ func (c *core) heartbeat(_ context.Context, m *wire.Member) error {
 		return err
 	}
 	return nil
+}
+
+// updateISR re-decides group g's in-sync set (decideISR) and, when it
+// changed, stores the new set with a new version before anyone can see
+// it. It returns the group as the tracker sees it afterwards. c.mu
+// serializes the decisions, so versions never fork.
+func (c *core) updateISR(g uint32) (wire.Group, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock()
+	grp := c.tracker.group(g, now)
+	d := decideISR(now, grp.Members, grp.ISR, c.tracker.rules)
+	if !d.Changed {
+		return grp, nil
+	}
+	rec := isrRecord{Version: grp.ISRVersion + 1, Members: d.ISR}
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return grp, err
+	}
+	t := c.begin("isr")
+	t.b.Put(keyISR(g), val)
+	if err := t.commit(); err != nil {
+		return grp, err
+	}
+	c.tracker.restoreISR(g, rec)
+	c.log.Info("in-sync set changed", "group", g, "isr", d.ISR, "version", rec.Version,
+		"was", grp.ISR, "why", strings.Join(d.Why, "; "))
+	return c.tracker.group(g, now), nil
+}
+
+// refreshISR re-decides every group's in-sync set; the GC loop calls it so
+// a group whose members all went silent is still judged.
+func (c *core) refreshISR(_ context.Context) error {
+	for _, g := range c.tracker.groups(c.clock()) {
+		if _, err := c.updateISR(g.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeMember forgets a member (an operator retiring a dead disk): it
+// leaves the tracker, the stored member list and the in-sync set, so the
+// deletion queue and placement stop waiting for it.
+func (c *core) removeMember(_ context.Context, req *wire.RemoveMemberReq) error {
+	if req.ID == "" || req.Group == 0 {
+		return errInval("remove member: want a group and a member id")
+	}
+	found := false
+	for _, g := range c.tracker.groups(c.clock()) {
+		if g.ID != req.Group {
+			continue
+		}
+		for _, m := range g.Members {
+			found = found || m.ID == req.ID
+		}
+	}
+	if !found {
+		return wire.Errorf(wire.ErrNotFound, "metaserver: group %d has no member %q", req.Group, req.ID)
+	}
+	c.mu.Lock()
+	t := c.begin(wire.OpRemoveMember)
+	t.b.Delete(keyMember(req.Group, req.ID))
+	err := t.commit()
+	if err == nil {
+		c.tracker.forget(req.ID)
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	c.log.Info("member removed by request", "group", req.Group, "member", req.ID)
+	_, err = c.updateISR(req.Group)
+	return err
 }
 
 func (c *core) groups(_ context.Context) wire.GroupsReply {

@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -81,7 +82,7 @@ func describe(p string, err error) error {
 	case errors.Is(err, wire.ErrNotEmpty):
 		return fmt.Errorf("%s: directory not empty", p)
 	case errors.Is(err, wire.ErrNoSpace):
-		return fmt.Errorf("%s: no space left in the cluster", p)
+		return fmt.Errorf("%s: no space left in the cluster (%w)", p, err)
 	case errors.Is(err, wire.ErrUnauthorized):
 		return fmt.Errorf("%s: the cluster refused the secret (set --secret or REELFS_SECRET)", p)
 	case errors.Is(err, wire.ErrUnavailable):
@@ -420,6 +421,31 @@ func statCommand() command {
 	}
 }
 
+func rmMemberCommand() command {
+	return command{
+		name: "rmmember", usage: "GROUP ID", summary: "retire a chunkserver whose disk is gone: placement, the in-sync set and deletes stop waiting for it",
+		define: func(fs *flag.FlagSet, e *env) runFunc {
+			o := defineClientFlags(fs, e)
+			return func(ctx context.Context, args []string) error {
+				if len(args) != 2 {
+					return usageError("want GROUP and the member ID (see reelfs status)")
+				}
+				g, err := strconv.ParseUint(args[0], 10, 32)
+				if err != nil || g == 0 {
+					return usageError(fmt.Sprintf("GROUP %q: want a group number", args[0]))
+				}
+				return o.with(e, func(c *client.Client) error {
+					if err := c.RemoveMember(ctx, uint32(g), args[1]); err != nil {
+						return describe(args[1], err)
+					}
+					fmt.Fprintf(e.stdout, "removed %s from group %d\n", args[1], g)
+					return nil
+				})
+			}
+		},
+	}
+}
+
 func fmtTime(ns int64) string { return time.Unix(0, ns).Format("2006-01-02 15:04:05.000000000 -0700") }
 
 func statusCommand() command {
@@ -440,8 +466,17 @@ func statusCommand() command {
 					fmt.Fprintf(e.stdout, "metaserver %s: %d inodes, capacity %s, free %s, %d healthy groups\n\n",
 						o.meta, st.Files, human(st.Total), human(st.Free), st.Groups)
 					sort.Slice(groups, func(i, j int) bool { return groups[i].ID < groups[j].ID })
+					for _, g := range groups {
+						isr := strings.Join(g.ISR, ", ")
+						if isr == "" {
+							isr = "none"
+						}
+						fmt.Fprintf(e.stdout, "group %d: in-sync set [%s] (version %d), min-copies %d, %s\n",
+							g.ID, isr, g.ISRVersion, g.MinCopies, groupState(g))
+					}
+					fmt.Fprintln(e.stdout)
 					tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
-					fmt.Fprintln(tw, "GROUP\tCHUNKSERVER\tADDR\tHEALTH\tCAPACITY\tFREE\tUSED\tBLOCKS\tLOAD\tSEQ\tLAST SEEN")
+					fmt.Fprintln(tw, "GROUP\tCHUNKSERVER\tADDR\tHEALTH\tSTATE\tLAG\tCAPACITY\tFREE\tUSED\tBLOCKS\tLOAD\tSEQ\tSCRUB\tLAST SEEN")
 					for _, g := range groups {
 						for _, m := range g.Members {
 							health := "healthy"
@@ -452,8 +487,9 @@ func statusCommand() command {
 							if m.LastSeen != 0 {
 								seen = time.Since(time.Unix(0, m.LastSeen)).Round(time.Second).String() + " ago"
 							}
-							fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", g.ID, m.ID, m.Addr, health,
-								human(m.Capacity), human(m.Free), human(m.Used), m.Blocks, m.Load, m.Seq, seen)
+							fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", g.ID, m.ID, m.Addr, health,
+								memberState(m), memberLag(g, m), human(m.Capacity), human(m.Free), human(m.Used), m.Blocks, m.Load, m.Seq,
+								scrubState(m.Scrub), seen)
 						}
 					}
 					return tw.Flush()
@@ -461,6 +497,73 @@ func statusCommand() command {
 			}
 		},
 	}
+}
+
+// groupState says whether a group takes new blocks.
+func groupState(g wire.Group) string {
+	n := 0
+	for _, m := range g.Members {
+		if m.InSync && m.Healthy && !m.Full {
+			n++
+		}
+	}
+	if n >= g.MinCopies {
+		return "takes writes"
+	}
+	return fmt.Sprintf("NO WRITES (%d writable in-sync members, needs %d)", n, g.MinCopies)
+}
+
+// memberState is a member's part in replication: in-sync, resyncing from
+// a peer (with progress), catching up, full or down.
+func memberState(m wire.Member) string {
+	switch {
+	case !m.Healthy:
+		return "down"
+	case m.Full:
+		return "full"
+	}
+	for _, src := range m.Sources {
+		if src.Resync {
+			return fmt.Sprintf("resyncing from %s %d/%d", src.ID, src.Done, src.Total)
+		}
+	}
+	if m.InSync {
+		return "in-sync"
+	}
+	return "catching up"
+}
+
+// memberLag is how far m is behind its peers' binlogs, as the peers (its
+// sources) report it: the worst entries and bytes.
+func memberLag(g wire.Group, m wire.Member) string {
+	var entries, bytes uint64
+	for _, p := range g.Members {
+		for _, f := range p.Followers {
+			if f.ID == m.ID && p.ID != m.ID {
+				entries = max(entries, f.Behind)
+				bytes = max(bytes, f.BehindBytes)
+			}
+		}
+	}
+	if entries == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%d (%s)", entries, human(bytes))
+}
+
+// scrubState summarizes a member's scrubber.
+func scrubState(r *wire.ScrubReport) string {
+	if r == nil {
+		return "-"
+	}
+	s := "no pass yet"
+	if r.LastPass != 0 {
+		s = fmt.Sprintf("pass %d %s ago", r.Passes, time.Since(time.Unix(0, r.LastPass)).Round(time.Second))
+	}
+	if r.Damaged > 0 || r.Repaired > 0 || r.Unrepairable > 0 {
+		s += fmt.Sprintf(", damaged %d repaired %d unrepairable %d", r.Damaged, r.Repaired, r.Unrepairable)
+	}
+	return s
 }
 
 // human formats a byte count with binary units.

@@ -52,7 +52,9 @@ func metaCommand() command {
 			fs.DurationVar(&cfg.UploadGrace, "upload-grace", cfg.UploadGrace, "age after which uploaded but uncommitted blocks are removed")
 			fs.DurationVar(&cfg.GCInterval, "gc-interval", cfg.GCInterval, "how often queued block deletions are sent")
 			fs.DurationVar(&cfg.UploadGCInterval, "upload-gc-interval", cfg.UploadGCInterval, "how often chunkservers are scanned for uncommitted blocks")
-			fs.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", cfg.HeartbeatTimeout, "a chunkserver silent this long is not chosen")
+			fs.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", cfg.HeartbeatTimeout, "a chunkserver silent this long is not chosen and leaves its group's in-sync set")
+			fs.DurationVar(&cfg.ReplicaLagTime, "replica-lag-time", cfg.ReplicaLagTime, "a chunkserver not caught up with an in-sync peer's binlog for this long leaves the in-sync set")
+			fs.Uint64Var(&cfg.ReplicaLagBytes, "replica-lag-bytes", cfg.ReplicaLagBytes, "a chunkserver this many bytes behind an in-sync peer leaves the in-sync set (0: no bound)")
 			secret := secretFlag(fs, e)
 			logger := logFlags(fs, e)
 			return func(ctx context.Context, args []string) error {
@@ -79,6 +81,7 @@ func chunkCommand() command {
 			group := fs.Uint("group", uint(cfg.Group), "group id")
 			fs.StringVar(&cfg.Meta, "meta", envOr(e, "REELFS_META", defaultMeta), "metaserver address to heartbeat to (env REELFS_META)")
 			fs.Uint64Var(&cfg.Reserve, "reserve", cfg.Reserve, "bytes of disk kept free; PUTs past it answer NOSPACE")
+			replicationFlags(fs, &cfg)
 			secret := secretFlag(fs, e)
 			logger := logFlags(fs, e)
 			return func(ctx context.Context, args []string) error {
@@ -91,6 +94,18 @@ func chunkCommand() command {
 			}
 		},
 	}
+}
+
+// replicationFlags declares the chunkserver's replication knobs.
+func replicationFlags(fs *flag.FlagSet, cfg *chunkserver.Config) {
+	fs.IntVar(&cfg.MinCopies, "min-copies", cfg.MinCopies, "a PUT is acknowledged only when every in-sync member holds the block, and never with fewer than this many copies; a group with fewer in-sync members takes no new blocks")
+	fs.DurationVar(&cfg.AckTimeout, "ack-timeout", cfg.AckTimeout, "how long a PUT waits for the in-sync set before it fails (the client retries)")
+	fs.DurationVar(&cfg.ShipWait, "ship-wait", cfg.ShipWait, "long-poll wait of a fetch of a peer's binlog")
+	fs.IntVar(&cfg.ShipBatch, "ship-batch", cfg.ShipBatch, "binlog entries per fetch")
+	fs.IntVar(&cfg.ShipParallel, "ship-parallel", cfg.ShipParallel, "blocks copied at once from one peer")
+	fs.Int64Var(&cfg.ResyncRate, "resync-rate", cfg.ResyncRate, "bytes/s bound of an inventory resync (new or replaced member; 0: none)")
+	fs.Int64Var(&cfg.ScrubRate, "scrub-rate", cfg.ScrubRate, "bytes/s the scrubber re-verifies blocks at (0: off; damage found by reads is still repaired)")
+	fs.DurationVar(&cfg.ScrubPause, "scrub-pause", cfg.ScrubPause, "pause between two full scrub passes")
 }
 
 func envOr(e *env, key, def string) string {
@@ -221,7 +236,10 @@ func serverCommand() command {
 		define: func(fs *flag.FlagSet, e *env) runFunc {
 			dir := fs.String("dir", "./data", "directory for all data (meta/, chunk1/, chunk2/)")
 			metaAddr := fs.String("meta-listen", defaultMeta, "metaserver listen address")
-			chunkAddrs := fs.String("chunk-listen", defaultChunk1+","+defaultChunk2, "the two chunkservers' listen addresses")
+			nChunks := fs.Int("chunkservers", 2, "chunkservers in the group (each keeps a copy of every block)")
+			chunkAddrs := fs.String("chunk-listen", "", "the chunkservers' listen addresses, comma-separated (default: 127.0.0.1:9410, :9411, ... one per chunkserver)")
+			minCopies := fs.Int("min-copies", 0, "the write quorum's floor (default: 2, or 1 with --chunkservers 1)")
+			scrubRate := fs.Int64("scrub-rate", chunkserver.DefaultConfig().ScrubRate, "bytes/s each chunkserver's scrubber re-verifies blocks at (0: off)")
 			httpAddr := fs.String("http-listen", defaultHTTP, "httpd listen address (empty: no httpd)")
 			mountDir := fs.String("mount", "", "mount the filesystem here (empty: no mount)")
 			reserve := fs.Uint64("reserve", chunkserver.DefaultConfig().Reserve, "bytes of disk each chunkserver keeps free")
@@ -236,11 +254,26 @@ func serverCommand() command {
 					return usageError("server takes no arguments")
 				}
 				log := logger()
-				addrs := strings.Split(*chunkAddrs, ",")
-				if len(addrs) != 2 {
-					return usageError("--chunk-listen wants two comma-separated addresses")
+				if *nChunks < 1 || *nChunks > 16 {
+					return usageError("--chunkservers wants 1 to 16")
+				}
+				var addrs []string
+				if *chunkAddrs == "" {
+					for i := 0; i < *nChunks; i++ {
+						addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", 9410+i))
+					}
+				} else if addrs = strings.Split(*chunkAddrs, ","); len(addrs) != *nChunks {
+					return usageError(fmt.Sprintf("--chunk-listen has %d addresses for %d chunkservers", len(addrs), *nChunks))
+				}
+				copies := *minCopies
+				if copies == 0 {
+					copies = min(2, *nChunks)
+				}
+				if copies > *nChunks {
+					return usageError(fmt.Sprintf("--min-copies %d needs at least that many --chunkservers (have %d)", copies, *nChunks))
 				}
 				return runServer(ctx, serverSpec{
+					minCopies: copies, scrubRate: *scrubRate,
 					dir: *dir, meta: *metaAddr, chunks: addrs, http: *httpAddr, mount: *mountDir,
 					reserve: *reserve, uploadGrace: *uploadGrace, secret: *secret, anonWrites: *anonWrites,
 					mountOpt: *opt, log: log, stdout: e, live: liveOpt,
@@ -253,6 +286,8 @@ func serverCommand() command {
 type serverSpec struct {
 	dir, meta, http, mount, secret string
 	chunks                         []string
+	minCopies                      int
+	scrubRate                      int64
 	reserve                        uint64
 	uploadGrace                    time.Duration
 	anonWrites                     bool
@@ -278,6 +313,7 @@ func runServer(ctx context.Context, sp serverSpec) error {
 		ccfg := chunkserver.DefaultConfig()
 		ccfg.Dir, ccfg.Listen, ccfg.Meta, ccfg.Group = filepath.Join(sp.dir, fmt.Sprintf("chunk%d", i+1)), addr, meta.Addr(), 1
 		ccfg.Secret, ccfg.Reserve = sp.secret, sp.reserve
+		ccfg.MinCopies, ccfg.ScrubRate = sp.minCopies, sp.scrubRate
 		ccfg.Logger = sp.log.With("daemon", "chunk", "n", i+1)
 		cs, err := chunkserver.New(ccfg)
 		if err != nil {
@@ -322,7 +358,7 @@ func runServer(ctx context.Context, sp serverSpec) error {
 		return abort(err)
 	}
 	defer c.Close()
-	if err := waitHealthy(ctx, c, len(chunks)); err != nil {
+	if err := waitHealthy(ctx, c, len(chunks), sp.minCopies); err != nil {
 		return abort(err)
 	}
 
@@ -391,13 +427,14 @@ func runServer(ctx context.Context, sp serverSpec) error {
 	return nil
 }
 
-// waitHealthy waits until n chunkservers have heartbeated.
-func waitHealthy(ctx context.Context, c *client.Client, n int) error {
+// waitHealthy waits until n chunkservers have heartbeated and a group's
+// in-sync set has inSync members, so the first write finds a placement.
+func waitHealthy(ctx context.Context, c *client.Client, n, inSync int) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
 		groups, err := c.Groups(ctx)
-		healthy := 0
+		healthy, isr := 0, 0
 		if err == nil {
 			for _, g := range groups {
 				for _, m := range g.Members {
@@ -405,14 +442,16 @@ func waitHealthy(ctx context.Context, c *client.Client, n int) error {
 						healthy++
 					}
 				}
+				isr = max(isr, len(g.ISR))
 			}
 		}
-		if healthy >= n {
+		if healthy >= n && isr >= inSync {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("chunkservers did not report healthy (%d of %d): %w", healthy, n, ctx.Err())
+			return fmt.Errorf("chunkservers did not report healthy and in sync (%d of %d healthy, %d in sync, %d needed): %w",
+				healthy, n, isr, inSync, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

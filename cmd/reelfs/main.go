@@ -18,10 +18,8 @@ import (
 // Default addresses of the all-in-one server; every client command finds
 // the metaserver at defaultMeta unless --meta or REELFS_META says otherwise.
 const (
-	defaultMeta   = "127.0.0.1:9400"
-	defaultChunk1 = "127.0.0.1:9410"
-	defaultChunk2 = "127.0.0.1:9411"
-	defaultHTTP   = "127.0.0.1:9480"
+	defaultMeta = "127.0.0.1:9400"
+	defaultHTTP = "127.0.0.1:9480"
 )
 
 // command is one subcommand. define declares its flags on fs and returns
@@ -61,6 +59,7 @@ func commands() []command {
 		mvCommand(),
 		statCommand(),
 		statusCommand(),
+		rmMemberCommand(),
 		signCommand(),
 	}
 }

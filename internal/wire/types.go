@@ -122,33 +122,34 @@ const (
 
 // Metaserver operation paths.
 const (
-	PathMeta      = "/v1/meta/"
-	OpLookup      = "lookup"
-	OpResolve     = "resolve"
-	OpGetAttr     = "getattr"
-	OpSetAttr     = "setattr"
-	OpMkdir       = "mkdir"
-	OpCreate      = "create"
-	OpUnlink      = "unlink"
-	OpRmdir       = "rmdir"
-	OpRename      = "rename"
-	OpLink        = "link"
-	OpSymlink     = "symlink"
-	OpReadlink    = "readlink"
-	OpReadDir     = "readdir"
-	OpGetXattr    = "getxattr"
-	OpSetXattr    = "setxattr"
-	OpListXattr   = "listxattr"
-	OpRemoveXattr = "removexattr"
-	OpStatFS      = "statfs"
-	OpOpen        = "open"
-	OpRelease     = "release"
-	OpSession     = "session"
-	OpReadChunk   = "readchunk"
-	OpCommit      = "commit"
-	OpAlloc       = "alloc"
-	OpGroups      = "groups"
-	OpHeartbeat   = "heartbeat"
+	PathMeta       = "/v1/meta/"
+	OpLookup       = "lookup"
+	OpResolve      = "resolve"
+	OpGetAttr      = "getattr"
+	OpSetAttr      = "setattr"
+	OpMkdir        = "mkdir"
+	OpCreate       = "create"
+	OpUnlink       = "unlink"
+	OpRmdir        = "rmdir"
+	OpRename       = "rename"
+	OpLink         = "link"
+	OpSymlink      = "symlink"
+	OpReadlink     = "readlink"
+	OpReadDir      = "readdir"
+	OpGetXattr     = "getxattr"
+	OpSetXattr     = "setxattr"
+	OpListXattr    = "listxattr"
+	OpRemoveXattr  = "removexattr"
+	OpStatFS       = "statfs"
+	OpOpen         = "open"
+	OpRelease      = "release"
+	OpSession      = "session"
+	OpReadChunk    = "readchunk"
+	OpCommit       = "commit"
+	OpAlloc        = "alloc"
+	OpGroups       = "groups"
+	OpHeartbeat    = "heartbeat"
+	OpRemoveMember = "rmmember"
 )
 
 // InoReq names an inode (getattr, readlink, listxattr).
@@ -339,12 +340,85 @@ type Member struct {
 	Seq      uint64 `json:"seq"`  // last binlog sequence number
 	Healthy  bool   `json:"healthy"`
 	LastSeen int64  `json:"last_seen"` // Unix nanoseconds of the last heartbeat
+
+	// Replication, as the member reports it (see chunkserver's doc).
+	MinCopies int          `json:"min_copies,omitempty"` // the member's --min-copies
+	Full      bool         `json:"full,omitempty"`       // free space is at the reserve: out of the write quorum
+	Started   int64        `json:"started,omitempty"`    // Unix nanoseconds the process started
+	Followers []Follower   `json:"followers,omitempty"`  // peers that fetch this member's binlog
+	Sources   []Source     `json:"sources,omitempty"`    // this member's progress on each peer's binlog
+	Scrub     *ScrubReport `json:"scrub,omitempty"`
+	InSync    bool         `json:"in_sync,omitempty"` // set by the tracker: the member is in its group's in-sync set
+}
+
+// Follower is how far a peer has fetched a member's binlog, as the member
+// (the source) saw it in the peer's fetches.
+type Follower struct {
+	ID string `json:"id"`
+	// Ack is the highest seq the follower holds durably: its last fetch
+	// asked for Ack+1.
+	Ack uint64 `json:"ack"`
+	// CaughtUp is when (Unix nanoseconds) the follower last held every
+	// entry the source had; the source's start time if it never fetched.
+	CaughtUp int64 `json:"caught_up"`
+	// Behind is the entries and bytes (of puts) between Ack and the
+	// source's last seq.
+	Behind      uint64 `json:"behind"`
+	BehindBytes uint64 `json:"behind_bytes"`
+}
+
+// Source is a member's progress, as a follower, on one peer's binlog.
+type Source struct {
+	ID   string `json:"id"`
+	Next uint64 `json:"next"` // the next seq this member fetches
+	Last uint64 `json:"last"` // the peer's last seq in its latest reply
+	// Resync is set while the member copies the peer's inventory because
+	// it is new or the peer's log was trimmed past Next; Done and Total
+	// count the blocks compared so far and listed.
+	Resync bool   `json:"resync,omitempty"`
+	Done   uint64 `json:"done,omitempty"`
+	Total  uint64 `json:"total,omitempty"`
+	Err    string `json:"err,omitempty"` // the last failure, empty once it recovered
+}
+
+// ScrubReport is a member's background verification of its blocks.
+type ScrubReport struct {
+	LastPass     int64  `json:"last_pass,omitempty"` // Unix nanoseconds the last full pass ended
+	Passes       uint64 `json:"passes"`
+	Checked      uint64 `json:"checked"`      // blocks verified since start
+	Bytes        uint64 `json:"bytes"`        // bytes verified since start
+	Damaged      uint64 `json:"damaged"`      // copies that failed verification
+	Repaired     uint64 `json:"repaired"`     // damaged copies replaced from a peer
+	Unrepairable uint64 `json:"unrepairable"` // damaged copies no peer could replace
 }
 
 // Group is a set of chunkservers holding the same blocks.
 type Group struct {
 	ID      uint32   `json:"id"`
 	Members []Member `json:"members"`
+	// ISR is the in-sync set: the member ids that hold every acknowledged
+	// block of the group. It changes only at the tracker, and each change
+	// bumps ISRVersion. A PUT is acknowledged once every ISR member holds
+	// the block, and only while the set has at least MinCopies members.
+	ISR        []string `json:"isr,omitempty"`
+	ISRVersion uint64   `json:"isr_version,omitempty"`
+	MinCopies  int      `json:"min_copies,omitempty"`
+}
+
+// HeartbeatReply answers a Heartbeat with the member's group as the
+// tracker sees it: its peers (whose binlogs the member follows) and the
+// in-sync set (which its PUTs wait for).
+type HeartbeatReply struct {
+	Group Group `json:"group"`
+}
+
+// RemoveMemberReq removes a member from its group (OpRemoveMember): the
+// tracker forgets it and drops it from the in-sync set, so the deletion
+// queue and placement stop waiting for it. A removed member that comes
+// back joins as a new member and must catch up first.
+type RemoveMemberReq struct {
+	Group uint32 `json:"group"`
+	ID    string `json:"id"`
 }
 
 // GroupsReply lists every group the tracker knows.
@@ -353,7 +427,7 @@ type GroupsReply struct {
 }
 
 // Heartbeat is what a chunkserver reports to the tracker (OpHeartbeat,
-// which answers with an empty object).
+// which answers with a HeartbeatReply).
 type Heartbeat = Member
 
 // ---- chunkserver HTTP API ----
@@ -363,7 +437,9 @@ type Heartbeat = Member
 //   HEAD   /v1/block/{id}           Content-Length is the block size
 //   DELETE /v1/block/{id}           404 when absent
 //   GET    /v1/blocks?after=ID&limit=N&before=UNIXNANO   -> BlockList
-//   GET    /v1/binlog?from=SEQ&limit=N&wait=DURATION      -> BinlogReply
+//   GET    /v1/binlog?from=SEQ&limit=N&wait=DURATION&member=ID -> BinlogReply
+//          (member names a follower of the group: its from acknowledges
+//          every entry below it)
 //   GET    /v1/status                                     -> Member
 //
 // Block ids in paths are 16 lower-case hex digits (BlockName).
