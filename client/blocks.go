@@ -260,6 +260,7 @@ func (c *Client) fetchRun(ctx context.Context, b blockRef, first, last uint32) (
 		if err != nil {
 			return nil, fmt.Errorf("client: read block %s: %w", wire.BlockName(b.id), err)
 		}
+		members = c.groups.readOrder(b.group, members, b.id)
 		round, pages := c.tryMembers(ctx, b, members, from, to)
 		if pages != nil {
 			return pages, nil
@@ -347,10 +348,8 @@ func (c *Client) blockError(b blockRef, fails []memberFailure) error {
 // that answers, or every failure.
 func (c *Client) tryMembers(ctx context.Context, b blockRef, addrs []string, from, to int64) ([]memberFailure, [][]byte) {
 	var fails []memberFailure
-	// Members come in id order, primary first, and blocks are written to
-	// the primary. Until log shipping copies every block to every member,
-	// only that order makes the first try hit; spreading reads over the
-	// members waits for replication.
+	// Members come in read order (groupCache.readOrder): in-sync copies
+	// first, spread by block id.
 	for _, addr := range addrs {
 		pages, err := c.getRange(ctx, addr, b, from, to)
 		if err == nil {

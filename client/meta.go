@@ -89,9 +89,27 @@ func (c *Client) chunkSlices(ctx context.Context, ino uint64, idx uint32, minVer
 type groupCache struct {
 	refresh sync.Mutex // one OpGroups call at a time
 
-	mu      sync.Mutex // guards members and at
-	members map[uint32][]string
-	at      time.Time
+	mu        sync.Mutex // guards members, preferred and at
+	members   map[uint32][]string
+	preferred map[uint32]int // the first n members of a group hold every acknowledged block
+	at        time.Time
+}
+
+// readOrder returns a group's members in the order to read block id
+// from: the in-sync healthy members first, starting at one chosen by the
+// block id so reads spread over the copies, then the rest.
+func (gc *groupCache) readOrder(group uint32, addrs []string, id uint64) []string {
+	gc.mu.Lock()
+	n := gc.preferred[group]
+	gc.mu.Unlock()
+	if n <= 1 || n > len(addrs) {
+		return addrs
+	}
+	out := make([]string, 0, len(addrs))
+	k := int(id % uint64(n))
+	out = append(out, addrs[k:n]...)
+	out = append(out, addrs[:k]...)
+	return append(out, addrs[n:]...)
 }
 
 func newGroupCache() *groupCache { return &groupCache{} }
@@ -138,19 +156,32 @@ func (c *Client) members(ctx context.Context, group uint32, force bool) ([]strin
 // setGroups records a fresh OpGroups answer.
 func (gc *groupCache) set(groups []wire.Group) {
 	m := make(map[uint32][]string, len(groups))
+	pref := make(map[uint32]int, len(groups))
 	for _, g := range groups {
 		addrs := make([]string, 0, len(g.Members))
-		for _, healthy := range []bool{true, false} {
+		// In-sync and healthy (holds every acknowledged block), healthy
+		// (may be catching up), then the rest.
+		for rank := 0; rank < 3; rank++ {
 			for _, mb := range g.Members {
-				if mb.Healthy == healthy {
+				r := 2
+				switch {
+				case mb.Healthy && mb.InSync:
+					r = 0
+				case mb.Healthy:
+					r = 1
+				}
+				if r == rank {
 					addrs = append(addrs, mb.Addr)
 				}
+			}
+			if rank == 0 {
+				pref[g.ID] = len(addrs)
 			}
 		}
 		m[g.ID] = addrs
 	}
 	gc.mu.Lock()
-	gc.members, gc.at = m, time.Now()
+	gc.members, gc.preferred, gc.at = m, pref, time.Now()
 	gc.mu.Unlock()
 }
 
