@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -15,7 +17,7 @@ type cluster struct {
 	name    string
 	dir     string
 	meta    string
-	chunks  [2]string
+	chunks  []string
 	http    string // empty: no httpd
 	mount   string // empty: no mount
 	proc    *child
@@ -25,13 +27,19 @@ type cluster struct {
 // startCluster starts a server on fresh loopback ports. Its data goes to
 // r.dir/name; the process and mount are torn down by r.cleanup.
 func (r *runner) startCluster(ctx context.Context, name string, withHTTP bool, mount string) (*cluster, error) {
-	addrs, err := freeAddrs(4)
+	return r.startClusterN(ctx, name, withHTTP, mount, 2)
+}
+
+// startClusterN is startCluster with n chunkservers in the group (each
+// keeps a copy of every block; with one, blocks have one copy).
+func (r *runner) startClusterN(ctx context.Context, name string, withHTTP bool, mount string, n int) (*cluster, error) {
+	addrs, err := freeAddrs(2 + n)
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{r: r, name: name, dir: filepath.Join(r.dir, name), meta: addrs[0], chunks: [2]string{addrs[1], addrs[2]}, mount: mount}
+	c := &cluster{r: r, name: name, dir: filepath.Join(r.dir, name), meta: addrs[0], chunks: addrs[2:], mount: mount}
 	if withHTTP {
-		c.http = addrs[3]
+		c.http = addrs[1]
 	}
 	// A kept --dir of an earlier run must not leak its namespace in.
 	if err := os.RemoveAll(c.dir); err != nil {
@@ -57,7 +65,8 @@ func (r *runner) startCluster(ctx context.Context, name string, withHTTP bool, m
 func (c *cluster) start(ctx context.Context) error {
 	c.started++
 	args := []string{c.r.bin, "server", "--dir", c.dir, "--meta-listen", c.meta,
-		"--chunk-listen", c.chunks[0] + "," + c.chunks[1], "--http-listen", c.http, "--log-level", "warn", "--live-listen="}
+		"--chunkservers", strconv.Itoa(len(c.chunks)), "--chunk-listen", strings.Join(c.chunks, ","),
+		"--http-listen", c.http, "--log-level", "warn", "--live-listen="}
 	if c.mount != "" {
 		if err := forceUnmount(c.mount); err != nil {
 			return err

@@ -124,8 +124,42 @@
 // GET /v1/binlog?from=S&limit=N&wait=10s is a blocking query in the style
 // of Consul: it waits until an entry >= S is durable or the wait passes
 // (capped at 5 minutes; shutdown ends it at once) and answers a
-// wire.BinlogReply, possibly empty. Shipping the log to followers is built
-// on this endpoint elsewhere.
+// wire.BinlogReply, possibly empty. A fetch that names its follower
+// (&member=ID) acknowledges every entry below from.
+//
+// # Replication (with Config.Meta)
+//
+// The members of a group hold the same blocks. Each member is the source
+// of its own binlog and a follower of every peer's (ship.go): one
+// goroutine per peer long-polls the peer's binlog from a saved offset,
+// copies each put block (a whole-block GET the peer verifies, then the
+// same Put as a client's, logged in this member's binlog too, so blocks
+// reach a lagging member even from a peer that is gone), applies each
+// delete, and asks for the next entries: that next fetch is the ack.
+// Offsets live in Dir/replica.json, written at most once a second (a
+// crash re-applies at most a second; puts of blocks held are skipped). A
+// follower with no offset for a peer, or whose offset is outside the
+// peer's log (trimmed, or a new disk), resyncs by copying the peer's
+// inventory, paced by ResyncRate, and then follows from the seq the peer
+// had when the listing began.
+//
+// The source side (acks.go) records each follower's ack and when it was
+// last caught up (Kafka's rule: a fetch past the source's last seq as of
+// the follower's previous fetch), reports both in heartbeats, and makes
+// a PUT wait until every other member of the in-sync set has acked its
+// entry (quorumState). The in-sync set and MinCopies come from the
+// tracker's heartbeat reply; the tracker alone changes the set. A member
+// outside the set, or a set below MinCopies, answers NOSPACE, so the
+// client places the block elsewhere; a wait past AckTimeout answers
+// UNAVAILABLE. While PUTs wait, heartbeats go every 500 ms so a follower
+// the tracker dropped stops holding them.
+//
+// Damage: a GET that finds a checksum mismatch queues a repair, and the
+// scrubber (scrub.go) re-verifies every block at ScrubRate with the
+// trailer read from the file; a damaged copy is replaced by a good one
+// from a peer (Put replaces a copy that fails its checksums). Deleted ids
+// are remembered (a bounded FIFO) so a peer that has not applied a delete
+// yet cannot bring the block back.
 //
 // # HTTP API
 //
