@@ -15,6 +15,7 @@ import (
 
 	"github.com/reelfs/reelfs/chunkserver"
 	"github.com/reelfs/reelfs/client"
+	"github.com/reelfs/reelfs/consul"
 	"github.com/reelfs/reelfs/fusefs"
 	"github.com/reelfs/reelfs/httpd"
 	"github.com/reelfs/reelfs/live"
@@ -38,6 +39,25 @@ func logFlags(fs *flag.FlagSet, e *env) func() *slog.Logger {
 	}
 }
 
+// consulFlag adds --consul, the local Consul agent's HTTP address; its
+// default is $CONSUL_HTTP_ADDR, Consul's own convention. Empty runs without
+// Consul (the embedded mode).
+func consulFlag(fs *flag.FlagSet, e *env) *string {
+	return fs.String("consul", e.getenv("CONSUL_HTTP_ADDR"),
+		"Consul agent HTTP address (host:port or URL): register this daemon with a health check and deregister on exit (env CONSUL_HTTP_ADDR; empty: no Consul)")
+}
+
+// newConsul returns a client of the agent at addr, or nil for an empty
+// addr.
+func newConsul(addr string, log *slog.Logger) (*consul.Client, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	cfg := consul.DefaultConfig()
+	cfg.Address, cfg.Logger = addr, log
+	return consul.New(cfg)
+}
+
 func secretFlag(fs *flag.FlagSet, e *env) *string {
 	return fs.String("secret", e.getenv("REELFS_SECRET"), "cluster secret: internal calls and writes need it, reads need signed URLs (env REELFS_SECRET)")
 }
@@ -55,10 +75,15 @@ func metaCommand() command {
 			fs.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", cfg.HeartbeatTimeout, "a chunkserver silent this long is not chosen and leaves its group's in-sync set")
 			fs.DurationVar(&cfg.ReplicaLagTime, "replica-lag-time", cfg.ReplicaLagTime, "a chunkserver not caught up with an in-sync peer's binlog for this long leaves the in-sync set")
 			fs.Uint64Var(&cfg.ReplicaLagBytes, "replica-lag-bytes", cfg.ReplicaLagBytes, "a chunkserver this many bytes behind an in-sync peer leaves the in-sync set (0: no bound)")
+			consulAddr := consulFlag(fs, e)
 			secret := secretFlag(fs, e)
 			logger := logFlags(fs, e)
 			return func(ctx context.Context, args []string) error {
 				cfg.Secret, cfg.Logger = *secret, logger()
+				var err error
+				if cfg.Consul, err = newConsul(*consulAddr, cfg.Logger); err != nil {
+					return err
+				}
 				s, err := metaserver.New(cfg)
 				if err != nil {
 					return err
@@ -82,10 +107,15 @@ func chunkCommand() command {
 			fs.StringVar(&cfg.Meta, "meta", envOr(e, "REELFS_META", defaultMeta), "metaserver address to heartbeat to (env REELFS_META)")
 			fs.Uint64Var(&cfg.Reserve, "reserve", cfg.Reserve, "bytes of disk kept free; PUTs past it answer NOSPACE")
 			replicationFlags(fs, &cfg)
+			consulAddr := consulFlag(fs, e)
 			secret := secretFlag(fs, e)
 			logger := logFlags(fs, e)
 			return func(ctx context.Context, args []string) error {
 				cfg.Group, cfg.Secret, cfg.Logger = uint32(*group), *secret, logger()
+				var err error
+				if cfg.Consul, err = newConsul(*consulAddr, cfg.Logger); err != nil {
+					return err
+				}
 				s, err := chunkserver.New(cfg)
 				if err != nil {
 					return err
@@ -124,9 +154,14 @@ func httpdCommand() command {
 			fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "listen address")
 			fs.BoolVar(&cfg.AccessLog, "access-log", true, "log every request")
 			fs.BoolVar(&cfg.AllowAnonymousWrites, "anonymous-writes", false, "allow PUT/DELETE without a secret (only for a private dev server)")
+			consulAddr := consulFlag(fs, e)
 			logger := logFlags(fs, e)
 			return func(ctx context.Context, args []string) error {
 				cfg.Secret, cfg.Logger = o.secret, logger()
+				var err error
+				if cfg.Consul, err = newConsul(*consulAddr, cfg.Logger); err != nil {
+					return err
+				}
 				c, err := o.connect(e)
 				if err != nil {
 					return err
@@ -245,6 +280,7 @@ func serverCommand() command {
 			reserve := fs.Uint64("reserve", chunkserver.DefaultConfig().Reserve, "bytes of disk each chunkserver keeps free")
 			uploadGrace := fs.Duration("upload-grace", metaserver.DefaultConfig().UploadGrace, "age after which uncommitted blocks are removed")
 			anonWrites := fs.Bool("anonymous-writes", false, "allow HTTP PUT/DELETE without a secret (private dev server only)")
+			consulAddr := consulFlag(fs, e)
 			secret := secretFlag(fs, e)
 			opt := mountFlags(fs)
 			liveOpt := defineLiveFlags(fs, e, "live-")
@@ -254,6 +290,10 @@ func serverCommand() command {
 					return usageError("server takes no arguments")
 				}
 				log := logger()
+				cc, err := newConsul(*consulAddr, log)
+				if err != nil {
+					return err
+				}
 				if *nChunks < 1 || *nChunks > 16 {
 					return usageError("--chunkservers wants 1 to 16")
 				}
@@ -276,7 +316,7 @@ func serverCommand() command {
 					minCopies: copies, scrubRate: *scrubRate,
 					dir: *dir, meta: *metaAddr, chunks: addrs, http: *httpAddr, mount: *mountDir,
 					reserve: *reserve, uploadGrace: *uploadGrace, secret: *secret, anonWrites: *anonWrites,
-					mountOpt: *opt, log: log, stdout: e, live: liveOpt,
+					mountOpt: *opt, log: log, stdout: e, live: liveOpt, consul: cc,
 				})
 			}
 		},
@@ -294,7 +334,8 @@ type serverSpec struct {
 	mountOpt                       fusefs.Options
 	log                            *slog.Logger
 	stdout                         *env
-	live                           *liveOpts // live.listen empty: no live server
+	live                           *liveOpts      // live.listen empty: no live server
+	consul                         *consul.Client // nil: no Consul
 }
 
 // runServer starts the all-in-one cluster and stops it in dependency
@@ -303,7 +344,7 @@ type serverSpec struct {
 func runServer(ctx context.Context, sp serverSpec) error {
 	mcfg := metaserver.DefaultConfig()
 	mcfg.Dir, mcfg.Listen, mcfg.Secret, mcfg.UploadGrace = filepath.Join(sp.dir, "meta"), sp.meta, sp.secret, sp.uploadGrace
-	mcfg.Logger = sp.log.With("daemon", "meta")
+	mcfg.Logger, mcfg.Consul = sp.log.With("daemon", "meta"), sp.consul
 	meta, err := metaserver.New(mcfg)
 	if err != nil {
 		return err
@@ -314,7 +355,7 @@ func runServer(ctx context.Context, sp serverSpec) error {
 		ccfg.Dir, ccfg.Listen, ccfg.Meta, ccfg.Group = filepath.Join(sp.dir, fmt.Sprintf("chunk%d", i+1)), addr, meta.Addr(), 1
 		ccfg.Secret, ccfg.Reserve = sp.secret, sp.reserve
 		ccfg.MinCopies, ccfg.ScrubRate = sp.minCopies, sp.scrubRate
-		ccfg.Logger = sp.log.With("daemon", "chunk", "n", i+1)
+		ccfg.Logger, ccfg.Consul = sp.log.With("daemon", "chunk", "n", i+1), sp.consul
 		cs, err := chunkserver.New(ccfg)
 		if err != nil {
 			meta.Close()
@@ -358,7 +399,7 @@ func runServer(ctx context.Context, sp serverSpec) error {
 		return abort(err)
 	}
 	defer c.Close()
-	if err := waitHealthy(ctx, c, len(chunks), sp.minCopies); err != nil {
+	if err := waitHealthy(ctx, c, len(chunks), sp.minCopies, sp.log); err != nil {
 		return abort(err)
 	}
 
@@ -366,7 +407,7 @@ func runServer(ctx context.Context, sp serverSpec) error {
 	if sp.http != "" {
 		hcfg := httpd.DefaultConfig()
 		hcfg.Listen, hcfg.Secret, hcfg.AllowAnonymousWrites = sp.http, sp.secret, sp.anonWrites
-		hcfg.Logger, hcfg.AccessLog = sp.log.With("daemon", "httpd"), true
+		hcfg.Logger, hcfg.AccessLog, hcfg.Consul = sp.log.With("daemon", "httpd"), true, sp.consul
 		h, err := httpd.New(hcfg, httpd.FromClient(c))
 		if err != nil {
 			return abort(err)
@@ -376,7 +417,9 @@ func runServer(ctx context.Context, sp serverSpec) error {
 	}
 	var liveURL string
 	if sp.live != nil && sp.live.listen != "" {
-		ls, err := live.New(sp.live.config(sp.secret, strings.TrimSuffix(url, "/"), sp.log.With("daemon", "live")), live.FromClient(c))
+		lcfg := sp.live.config(sp.secret, strings.TrimSuffix(url, "/"), sp.log.With("daemon", "live"))
+		lcfg.Consul = sp.consul
+		ls, err := live.New(lcfg, live.FromClient(c))
 		if err != nil {
 			return abort(err)
 		}
@@ -427,31 +470,45 @@ func runServer(ctx context.Context, sp serverSpec) error {
 	return nil
 }
 
-// waitHealthy waits until n chunkservers have heartbeated and a group's
-// in-sync set has inSync members, so the first write finds a placement.
-func waitHealthy(ctx context.Context, c *client.Client, n, inSync int) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+// waitHealthy waits until n chunkservers have heartbeated, then up to
+// writableWait for a group whose in-sync set has inSync members, so the
+// first write finds a placement. A group that cannot take writes yet
+// (members resyncing or full) is not an error: the server starts and
+// says so, and writes fail with NOSPACE naming the cause until it can.
+func waitHealthy(ctx context.Context, c *client.Client, n, inSync int, log *slog.Logger) error {
+	const writableWait = 15 * time.Second
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second+writableWait)
 	defer cancel()
 	for {
 		groups, err := c.Groups(ctx)
-		healthy, isr := 0, 0
+		healthy, full, isr := 0, 0, 0
 		if err == nil {
 			for _, g := range groups {
 				for _, m := range g.Members {
 					if m.Healthy {
 						healthy++
 					}
+					if m.Healthy && m.Full {
+						full++
+					}
 				}
 				isr = max(isr, len(g.ISR))
 			}
 		}
-		if healthy >= n && isr >= inSync {
+		switch {
+		case healthy >= n && isr >= inSync:
 			return nil
+		case healthy >= n && (time.Since(start) > writableWait || full == healthy):
+			log.Warn("no group has enough in-sync members yet; writes fail until one has (see reelfs status)",
+				"in_sync", isr, "min_copies", inSync)
+			return nil
+		case healthy < n && time.Since(start) > 30*time.Second:
+			return fmt.Errorf("chunkservers did not report healthy (%d of %d)", healthy, n)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("chunkservers did not report healthy and in sync (%d of %d healthy, %d in sync, %d needed): %w",
-				healthy, n, isr, inSync, ctx.Err())
+			return fmt.Errorf("chunkservers did not report healthy (%d of %d): %w", healthy, n, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
