@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/reelfs/reelfs/consul"
 )
 
 // Config configures a chunkserver. cmd/reelfs fills it from flags and the
@@ -41,6 +43,12 @@ type Config struct {
 	// read of its trailer. Each takes at most about 350 bytes, so the
 	// default of 65,536 costs at most about 23 MiB. 0 disables the cache.
 	TrailerCache int
+	// Concurrency is the most connections served at once; fasthttp
+	// answers any more with 503 at accept. A PUT body (up to a block) is
+	// read into memory before the handler runs, so Concurrency x 4 MiB
+	// bounds the memory of bodies in flight.
+	Concurrency int
+
 	// Replication (with Meta set; see the package documentation).
 
 	// MinCopies is the write quorum's floor: a PUT is acknowledged only
@@ -65,6 +73,11 @@ type Config struct {
 	ScrubRate int64
 	// ScrubPause is the pause between two full scrub passes.
 	ScrubPause time.Duration
+	// Consul, when set, is the agent Run registers the server with as
+	// service reelfs-chunk (tag group-N, Meta member=ID), checked at
+	// /v1/health, and deregisters from when Run ends. Nil: no Consul (the
+	// embedded mode).
+	Consul *consul.Client
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -79,6 +92,7 @@ func DefaultConfig() Config {
 		HeartbeatEvery: 2 * time.Second,
 		BinlogKeep:     1_000_000,
 		TrailerCache:   64 << 10,
+		Concurrency:    256,
 		MinCopies:      2,
 		AckTimeout:     30 * time.Second,
 		ShipWait:       5 * time.Second,
@@ -131,6 +145,8 @@ func (c Config) Validate() error {
 		return bad("BinlogKeep must be at least 1, got %d", c.BinlogKeep)
 	}
 	switch {
+	case c.Concurrency < 8 || c.Concurrency > 1<<16:
+		return bad("Concurrency must be in 8..%d, got %d", 1<<16, c.Concurrency)
 	case c.MinCopies < 1 || c.MinCopies > 16:
 		return bad("MinCopies must be in 1..16, got %d", c.MinCopies)
 	case c.AckTimeout <= 0:

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/reelfs/reelfs/consul"
 	"github.com/reelfs/reelfs/internal/wire"
 )
 
@@ -82,7 +84,8 @@ type Server struct {
 	srv     *fasthttp.Server
 	hc      *fasthttp.Client // heartbeats
 	crc     *crc32.Table
-	born    time.Time // when New ran: followers that never fetched count from here
+	born    time.Time      // when New ran: followers that never fetched count from here
+	svc     consul.Service // how Run registers in Consul, with Config.Consul
 
 	// Replication: the source side (followers of this member's binlog and
 	// the PUTs waiting for them), the follower side (shipper), deleted ids
@@ -183,6 +186,7 @@ func New(cfg Config) (*Server, error) {
 		Logger:                printfLogger{s.log},
 		NoDefaultServerHeader: true,
 		MaxRequestBodySize:    maxRequestBody,
+		Concurrency:           cfg.Concurrency,
 		ReadTimeout:           readTimeout,
 		WriteTimeout:          writeTimeout,
 		IdleTimeout:           idleTimeout,
@@ -193,6 +197,11 @@ func New(cfg Config) (*Server, error) {
 		ReadTimeout:         readTimeout,
 		WriteTimeout:        writeTimeout,
 		MaxIdleConnDuration: idleTimeout,
+	}
+	if cfg.Consul != nil {
+		if s.svc, err = s.consulService(); err != nil {
+			return nil, err
+		}
 	}
 	s.log.Info("chunkserver ready", "listen", s.ln.Addr().String(), "advertise", s.addr,
 		"group", cfg.Group, "dir", cfg.Dir)
@@ -245,6 +254,9 @@ func (s *Server) Run(ctx context.Context) error {
 		s.scrub.run(gctx)
 		return nil
 	})
+	if s.cfg.Consul != nil {
+		g.Go(func() error { return s.cfg.Consul.Register(gctx, s.svc) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		s.stopping.Store(true)
@@ -341,6 +353,30 @@ func (s *Server) member() wire.Member {
 	// copies fail until it lags out.
 	m.Full = m.Free < 2*wire.MaxBlockSize
 	return m
+}
+
+// consulService is how the server registers in Consul: service
+// reelfs-chunk at its advertised address, tagged with its group, with its
+// member id in Meta (the tracker matches Consul's verdict to heartbeats by
+// it), checked at /v1/health.
+func (s *Server) consulService() (consul.Service, error) {
+	svc, err := consul.HTTPService(consul.ServiceChunk, s.addr, wire.PathHealth)
+	if err != nil {
+		return svc, fmt.Errorf("chunkserver: %w", err)
+	}
+	svc.Tags = []string{consul.GroupTag(s.cfg.Group)}
+	svc.Meta = map[string]string{consul.MetaMember: s.id, "group": strconv.FormatUint(uint64(s.cfg.Group), 10)}
+	return svc, nil
+}
+
+// health is nil while the server can take writes as its heartbeat says
+// (Member.Healthy): its binlog has not failed and statfs of its disk works.
+func (s *Server) health() error {
+	if err := s.binlog.Err(); err != nil {
+		return err
+	}
+	_, err := s.store.DiskSpace()
+	return err
 }
 
 // bytesAfter is the binlog's BytesAfter, for follower reports.

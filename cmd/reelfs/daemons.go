@@ -106,6 +106,7 @@ func chunkCommand() command {
 			group := fs.Uint("group", uint(cfg.Group), "group id")
 			fs.StringVar(&cfg.Meta, "meta", envOr(e, "REELFS_META", defaultMeta), "metaserver address to heartbeat to (env REELFS_META)")
 			fs.Uint64Var(&cfg.Reserve, "reserve", cfg.Reserve, "bytes of disk kept free; PUTs past it answer NOSPACE")
+			fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "most connections served at once (more get 503); bounds the memory of PUT bodies in flight to this many blocks")
 			replicationFlags(fs, &cfg)
 			consulAddr := consulFlag(fs, e)
 			secret := secretFlag(fs, e)
