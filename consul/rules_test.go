@@ -163,3 +163,47 @@ func TestServiceValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestHTTPService(t *testing.T) {
+	for _, tc := range []struct {
+		name, addr              string
+		wantID, wantAddr, check string
+		wantPort                int
+		bad                     bool
+	}{
+		{name: "reelfs-chunk", addr: "10.0.0.5:7001", wantID: "reelfs-chunk-10.0.0.5:7001", wantAddr: "10.0.0.5",
+			wantPort: 7001, check: "http://10.0.0.5:7001/v1/health"},
+		{name: "reelfs-meta", addr: ":9400", wantID: "reelfs-meta-127.0.0.1:9400", wantAddr: "",
+			wantPort: 9400, check: "http://127.0.0.1:9400/v1/health"},
+		{name: "reelfs-meta", addr: "0.0.0.0:9400", wantID: "reelfs-meta-127.0.0.1:9400", wantAddr: "",
+			wantPort: 9400, check: "http://127.0.0.1:9400/v1/health"},
+		{name: "reelfs-httpd", addr: "[::]:9480", wantID: "reelfs-httpd-127.0.0.1:9480", wantAddr: "",
+			wantPort: 9480, check: "http://127.0.0.1:9480/v1/health"},
+		{name: "reelfs-httpd", addr: "[::1]:9480", wantID: "reelfs-httpd-[::1]:9480", wantAddr: "::1",
+			wantPort: 9480, check: "http://[::1]:9480/v1/health"},
+		{name: "reelfs-chunk", addr: "host.example:7001", wantID: "reelfs-chunk-host.example:7001", wantAddr: "host.example",
+			wantPort: 7001, check: "http://host.example:7001/v1/health"},
+		{name: "x", addr: "10.0.0.5", bad: true},
+		{name: "x", addr: "10.0.0.5:0", bad: true},
+		{name: "x", addr: "10.0.0.5:http", bad: true},
+	} {
+		svc, err := HTTPService(tc.name, tc.addr, "/v1/health")
+		if tc.bad {
+			if err == nil {
+				t.Errorf("HTTPService(%q) = %+v, want an error", tc.addr, svc)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("HTTPService(%q): %v", tc.addr, err)
+			continue
+		}
+		if svc.Name != tc.name || svc.ID != tc.wantID || svc.Address != tc.wantAddr || svc.Port != tc.wantPort || svc.CheckURL != tc.check {
+			t.Errorf("HTTPService(%q) = %+v, want id %s address %q port %d check %s",
+				tc.addr, svc, tc.wantID, tc.wantAddr, tc.wantPort, tc.check)
+		}
+		if err := svc.validate(); err != nil {
+			t.Errorf("HTTPService(%q) is invalid: %v", tc.addr, err)
+		}
+	}
+}

@@ -53,6 +53,24 @@ func (c *Client) WatchHealthy(ctx context.Context, service, tag string, fn func(
 	return watch(ctx, c, "service "+service, fetch, sameInstances, fn)
 }
 
+// WatchHealthyStatus is WatchHealthy that also tells status how each
+// query went: the error of a query that failed, nil after one that
+// answered (changed or not; an unchanged blocking query answers about
+// every Config.WaitTime). A caller that keeps a view of the healthy set
+// learns from it how old that view may be: the set it last got stays
+// true until a query fails. status runs on the watch's goroutine, before
+// fn for the same answer.
+func (c *Client) WatchHealthyStatus(ctx context.Context, service, tag string, fn func([]Instance), status func(error)) error {
+	fetch := func(q *api.QueryOptions) ([]Instance, *api.QueryMeta, error) {
+		in, meta, err := c.healthy(service, tag, q)
+		if ctx.Err() == nil {
+			status(err)
+		}
+		return in, meta, err
+	}
+	return watch(ctx, c, "service "+service, fetch, sameInstances, fn)
+}
+
 func (c *Client) healthy(service, tag string, q *api.QueryOptions) ([]Instance, *api.QueryMeta, error) {
 	entries, meta, err := c.api.Health().Service(service, tag, true, q)
 	if err != nil {
