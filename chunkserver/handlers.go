@@ -30,6 +30,7 @@ const (
 	opBlocks  = "blocks"
 	opBinlog  = "binlog"
 	opStatus  = "status"
+	opHealth  = "health"
 	opMetrics = "metrics"
 	opOther   = "other"
 )
@@ -50,6 +51,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		op = opStatus
 	case string(path) == "/metrics":
 		op = opMetrics
+	case string(path) == wire.PathHealth:
+		op = opHealth
 	}
 	defer func() { s.metrics.observe(op, ctx.Method(), ctx.Response.StatusCode()) }()
 
@@ -59,6 +62,23 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		s.metrics.handler(ctx)
+		return
+	}
+	if op == opHealth {
+		// Unauthenticated (Consul's check cannot send the secret), so it
+		// says one word and nothing about the server.
+		if !ctx.IsGet() && !ctx.IsHead() {
+			methodNotAllowed(ctx, "GET, HEAD")
+			return
+		}
+		ctx.Response.Header.Set("Cache-Control", "no-store")
+		ctx.SetContentType("text/plain; charset=utf-8")
+		if err := s.health(); err != nil {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.SetBodyString("unhealthy\n")
+			return
+		}
+		ctx.SetBodyString("ok\n")
 		return
 	}
 	if !wire.Authorized(ctx, s.cfg.Secret) {

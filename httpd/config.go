@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/reelfs/reelfs/consul"
 )
 
 // Config configures a public streaming server. Fill it from DefaultConfig.
@@ -83,6 +85,11 @@ type Config struct {
 
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
+
+	// Consul, when set, is the agent Run registers the server with
+	// (service reelfs-httpd, checked at /-/health) and deregisters from
+	// when Run ends. Nil: no Consul.
+	Consul *consul.Client
 
 	// AccessLog logs one Info line per request (method, path, range,
 	// status, bytes, duration).

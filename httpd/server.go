@@ -19,6 +19,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/reelfs/reelfs/consul"
 	"github.com/reelfs/reelfs/internal/wire"
 )
 
@@ -44,6 +45,7 @@ type Server struct {
 	log     *slog.Logger
 	ln      net.Listener
 	srv     *fasthttp.Server
+	svc     consul.Service // how Run registers in Consul, with Config.Consul
 	metrics *metrics
 	promh   fasthttp.RequestHandler
 	pages   *pages
@@ -119,6 +121,13 @@ func New(cfg Config, fs FileSystem) (*Server, error) {
 		ConnState:                    s.connState,
 		Logger:                       fasthttpLogger{s.log},
 	}
+	if cfg.Consul != nil {
+		if s.svc, err = consul.HTTPService(consul.ServiceHTTPD, s.Addr(), "/-/health"); err != nil {
+			ln.Close()
+			stop()
+			return nil, fmt.Errorf("httpd: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -153,6 +162,19 @@ func (s *Server) Run(ctx context.Context) error {
 		s.shutdown()
 		return nil
 	})
+	if s.cfg.Consul != nil {
+		// Deregister when Run's context ends or Close is called.
+		rctx, cancel := context.WithCancel(gctx)
+		g.Go(func() error {
+			select {
+			case <-rctx.Done():
+			case <-s.closed:
+			}
+			cancel()
+			return nil
+		})
+		g.Go(func() error { return s.cfg.Consul.Register(rctx, s.svc) })
+	}
 	s.log.Info("serving", "addr", s.Addr(), "signed_reads", s.cfg.signing())
 	return g.Wait()
 }

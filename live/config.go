@@ -7,6 +7,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/reelfs/reelfs/consul"
 )
 
 // Config configures a live server. Start from DefaultConfig.
@@ -84,6 +86,11 @@ type Config struct {
 	// Logger receives structured logs (one logger per session with its
 	// id); it must not be nil.
 	Logger *slog.Logger
+
+	// Consul, when set, is the agent Run registers the server with
+	// (service reelfs-live, checked at /-/healthy) and deregisters from
+	// when Run ends. Nil: no Consul.
+	Consul *consul.Client
 }
 
 // DefaultConfig returns a server on 127.0.0.1:9490 (HTTP) and

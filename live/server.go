@@ -24,12 +24,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
+
+	"github.com/reelfs/reelfs/consul"
 )
 
 // Server is a WebRTC SFU: WHIP publishers, WHEP viewers, recordings into
 // the filesystem. Create it with New, serve with Run.
 type Server struct {
 	cfg  Config
+	svc  consul.Service // how Run registers in Consul, with Config.Consul
 	log  *slog.Logger
 	fs   FS // nil: no recording
 	ln   net.Listener
@@ -116,6 +119,14 @@ func New(cfg Config, fs FS) (*Server, error) {
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
+	if cfg.Consul != nil {
+		if s.svc, err = consul.HTTPService(consul.ServiceLive, s.Addr(), "/-/healthy"); err != nil {
+			s.mux.Close()
+			udp.Close()
+			ln.Close()
+			return nil, fmt.Errorf("live: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -132,6 +143,22 @@ func (s *Server) Registry() *prometheus.Registry { return s.reg }
 // disconnected, recordings finished) and returns once all its goroutines
 // have stopped.
 func (s *Server) Run(ctx context.Context) error {
+	// The Consul registration lives from here until the HTTP server has
+	// shut down; it deregisters first thing on the way out.
+	regCtx, stopReg := context.WithCancel(ctx)
+	regDone := make(chan struct{})
+	if s.cfg.Consul != nil {
+		go func() {
+			defer close(regDone)
+			s.cfg.Consul.Register(regCtx, s.svc)
+		}()
+	} else {
+		close(regDone)
+	}
+	defer func() {
+		stopReg()
+		<-regDone
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
 	var err error
@@ -139,6 +166,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	stopReg()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = s.http.Shutdown(sctx)
 	cancel()

@@ -68,6 +68,7 @@ func liveCommand() command {
 			co := defineClientFlags(fs, e)
 			lo := defineLiveFlags(fs, e, "")
 			httpBase := fs.String("http-base", "http://"+defaultHTTP, "base URL of the httpd that serves recordings (for links)")
+			consulAddr := consulFlag(fs, e)
 			logger := logFlags(fs, e)
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 0 {
@@ -84,7 +85,13 @@ func liveCommand() command {
 					defer c.Close()
 					rec = live.FromClient(c)
 				}
-				s, err := live.New(lo.config(co.secret, *httpBase, log), rec)
+				cfg := lo.config(co.secret, *httpBase, log)
+				cc, err := newConsul(*consulAddr, log)
+				if err != nil {
+					return err
+				}
+				cfg.Consul = cc
+				s, err := live.New(cfg, rec)
 				if err != nil {
 					return err
 				}

@@ -441,6 +441,8 @@ type Heartbeat = Member
 //          (member names a follower of the group: its from acknowledges
 //          every entry below it)
 //   GET    /v1/status                                     -> Member
+//   GET    /v1/health                                     -> "ok" or 503 "unhealthy"
+//          (no secret: Consul's health check cannot send one)
 //
 // Block ids in paths are 16 lower-case hex digits (BlockName).
 
@@ -450,6 +452,10 @@ const (
 	PathBlocks = "/v1/blocks"
 	PathBinlog = "/v1/binlog"
 	PathStatus = "/v1/status"
+	// PathHealth is the unauthenticated health endpoint of the metaserver
+	// and the chunkserver, which Consul's HTTP check fetches. It answers a
+	// status word and nothing else.
+	PathHealth = "/v1/health"
 	// HeaderCRC carries the CRC32C (Castagnoli) of a whole block body, as
 	// 8 hex digits, so the receiver can refuse a body damaged in transit.
 	HeaderCRC = "X-Reelfs-Crc32c"
