@@ -200,6 +200,14 @@ func (c *core) close() error {
 	return c.db.Close()
 }
 
+// health is nil while the database is open and answers a read.
+func (c *core) health() error {
+	if _, err := c.db.Get(keyMeta, nil); err != nil {
+		return fmt.Errorf("metaserver: database: %w", err)
+	}
+	return nil
+}
+
 // syncMarker is the syncer's flush: a synced write of a tiny key. goleveldb
 // fsyncs its journal, which holds every write that finished before.
 func (c *core) syncMarker() error {

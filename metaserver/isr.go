@@ -92,7 +92,7 @@ func decideISR(now time.Time, members []wire.Member, cur []string, r isrRules) i
 		case !ok:
 			why = append(why, id+" left: removed from the group")
 		case !m.Healthy:
-			why = append(why, id+" left: unhealthy (no heartbeat, or it reports a failure)")
+			why = append(why, id+" left: unhealthy (no heartbeat, it reports a failure, or its Consul check fails)")
 		case m.Full:
 			why = append(why, id+" left: disk at its reserve")
 		default:

@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/reelfs/reelfs/consul"
 	"github.com/reelfs/reelfs/internal/wire"
 )
 
@@ -51,6 +52,17 @@ type Config struct {
 	MaxConnsPerIP  int
 	MaxRequestBody int
 
+	// Consul, when set, is the agent Run registers the metaserver with
+	// (service reelfs-meta, checked at /v1/health) and whose health checks
+	// of the chunkservers (service reelfs-chunk) the tracker follows: a
+	// chunkserver is then healthy only while it heartbeats, reports itself
+	// healthy and its Consul check passes. ConsulStale and ConsulGrace
+	// bound how far an old or incomplete view of Consul is trusted (see
+	// consulRules). Nil: the embedded mode, heartbeats only.
+	Consul      *consul.Client
+	ConsulStale time.Duration
+	ConsulGrace time.Duration
+
 	Logger *slog.Logger // nil discards logs
 }
 
@@ -69,6 +81,8 @@ func DefaultConfig() Config {
 		ReadDirLimit:     1000,
 		Concurrency:      1024,
 		MaxRequestBody:   4 << 20,
+		ConsulStale:      10 * time.Second,
+		ConsulGrace:      8 * time.Second,
 	}
 }
 
@@ -102,6 +116,10 @@ func (c Config) Validate() error {
 		return bad("Concurrency %d must be in 1..%d", c.Concurrency, 1<<20)
 	case c.MaxConnsPerIP < 0 || c.MaxConnsPerIP > c.Concurrency:
 		return bad("MaxConnsPerIP %d must be in 0..Concurrency (%d)", c.MaxConnsPerIP, c.Concurrency)
+	case c.Consul != nil && c.ConsulStale <= 0:
+		return bad("ConsulStale %v must be positive", c.ConsulStale)
+	case c.Consul != nil && c.ConsulGrace < 0:
+		return bad("ConsulGrace %v must not be negative", c.ConsulGrace)
 	case c.MaxRequestBody < minRequestBody || c.MaxRequestBody > wire.MaxRPCBody:
 		return bad("MaxRequestBody %d must be in %d..%d", c.MaxRequestBody, minRequestBody, wire.MaxRPCBody)
 	}
@@ -127,6 +145,7 @@ type Server struct {
 	srv     *fasthttp.Server
 	metrics *metrics
 	ops     map[string]*opEntry
+	svc     consul.Service // how Run registers in Consul, with Config.Consul
 
 	mu      sync.Mutex // guards state
 	running bool       // Run was called
@@ -161,6 +180,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Consul != nil {
+		c.tracker.useConsul(consulRules{Stale: cfg.ConsulStale, Grace: cfg.ConsulGrace})
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		c.close()
@@ -173,6 +195,13 @@ func New(cfg Config) (*Server, error) {
 		gc:      newCollector(c, cfg.Secret, cfg.UploadGrace, cfg.OpLogKeep, log),
 		ln:      ln,
 		metrics: newMetrics(c),
+	}
+	if cfg.Consul != nil {
+		if s.svc, err = consul.HTTPService(consul.ServiceMeta, s.Addr(), wire.PathHealth); err != nil {
+			ln.Close()
+			c.close()
+			return nil, fmt.Errorf("metaserver: %w", err)
+		}
 	}
 	s.ops = s.opTable()
 	s.srv = &fasthttp.Server{
@@ -206,6 +235,10 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("metaserver listening", "addr", s.Addr(), "dir", s.cfg.Dir)
 
 	eg, ectx := errgroup.WithContext(ctx)
+	if s.cfg.Consul != nil {
+		eg.Go(func() error { return s.cfg.Consul.Register(ectx, s.svc) })
+		eg.Go(func() error { return s.core.watchConsul(ectx, s.cfg.Consul) })
+	}
 	eg.Go(func() error {
 		if err := s.srv.Serve(s.ln); err != nil && ectx.Err() == nil {
 			return fmt.Errorf("metaserver: serve: %w", err)
@@ -308,7 +341,7 @@ func (s *Server) Close() error {
 
 var (
 	pathMetrics = []byte("/metrics")
-	pathHealth  = []byte("/v1/health")
+	pathHealth  = []byte(wire.PathHealth)
 	pathMeta    = []byte(wire.PathMeta)
 )
 
@@ -320,7 +353,15 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 			s.metrics.handler(rc)
 			return
 		case bytes.Equal(path, pathHealth):
+			// Unauthenticated (Consul's check cannot send the secret):
+			// one status word, nothing about the cluster.
+			rc.Response.Header.Set("Cache-Control", "no-store")
 			rc.SetContentType("text/plain; charset=utf-8")
+			if err := s.core.health(); err != nil {
+				rc.SetStatusCode(fasthttp.StatusServiceUnavailable)
+				rc.SetBodyString("unhealthy")
+				return
+			}
 			rc.SetBodyString("ok")
 			return
 		}

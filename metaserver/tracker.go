@@ -32,9 +32,13 @@ type tracker struct {
 	rules   isrRules
 	rotate  atomic.Uint64 // spreads PUTs over a group's members
 
-	mu      sync.Mutex
-	members map[string]*trackedMember // by member ID
-	isr     map[uint32]isrRecord      // by group; persisted under keyISR
+	crules consulRules
+
+	mu       sync.Mutex
+	members  map[string]*trackedMember // by member ID
+	isr      map[uint32]isrRecord      // by group; persisted under keyISR
+	consul   consulView                // Consul's health checks, when configured
+	fellBack bool                      // the Consul view fell back to heartbeats (logged once per outage)
 }
 
 // isrRecord is a group's in-sync set as stored: changed only by
@@ -52,6 +56,25 @@ type trackedMember struct {
 func newTracker(timeout time.Duration, rules isrRules) *tracker {
 	return &tracker{timeout: timeout, rules: rules, members: make(map[string]*trackedMember),
 		isr: make(map[uint32]isrRecord)}
+}
+
+// useConsul makes Consul's health checks a condition of health.
+func (t *tracker) useConsul(r consulRules) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.crules = r
+	t.consul.on = true
+}
+
+// healthy is whether tm counts as healthy at now: it heartbeats (within
+// the timeout), says it is healthy (binlog and statfs work), and, with
+// Consul, its check passes (consulHealthy). t.mu must be held.
+func (t *tracker) healthy(tm *trackedMember, now time.Time) bool {
+	if !tm.m.Healthy || tm.beat.IsZero() || now.Sub(tm.beat) > t.timeout {
+		return false
+	}
+	ok, _ := consulHealthy(t.consul, tm.m.ID, now, t.crules)
+	return ok
 }
 
 // restoreISR sets a group's in-sync set read back from the database.
@@ -105,9 +128,7 @@ func (t *tracker) groups(now time.Time) []wire.Group {
 	byGroup := make(map[uint32][]wire.Member)
 	for _, tm := range t.members {
 		m := tm.m
-		// A member is healthy while it heartbeats and says it is (its
-		// binlog and its statfs work).
-		m.Healthy = m.Healthy && !tm.beat.IsZero() && now.Sub(tm.beat) <= t.timeout
+		m.Healthy = t.healthy(tm, now)
 		byGroup[m.Group] = append(byGroup[m.Group], m)
 	}
 	isr := make(map[uint32]isrRecord, len(t.isr))
@@ -160,7 +181,7 @@ func (t *tracker) healthyCount(now time.Time) int {
 	defer t.mu.Unlock()
 	n := 0
 	for _, tm := range t.members {
-		if tm.m.Healthy && !tm.beat.IsZero() && now.Sub(tm.beat) <= t.timeout {
+		if t.healthy(tm, now) {
 			n++
 		}
 	}
