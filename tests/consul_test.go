@@ -20,7 +20,8 @@ import (
 // TestConsul runs a metaserver and a group of three chunkservers
 // registered with a real Consul dev agent, and checks what issue 11's
 // "Registration and tracker" promises:
-//   - every daemon registers, with a passing health check;
+//   - every daemon (metaserver, chunkservers, httpd, live) registers, with
+//     a passing health check;
 //   - a chunkserver whose check fails (SIGSTOP: its HTTP check times out)
 //     leaves the in-sync set and placement as soon as Consul marks it
 //     critical (the metaserver's heartbeat timeout and replica lag time
@@ -54,6 +55,12 @@ func TestConsul(t *testing.T) {
 		}
 	})
 	g.cl = &cluster{t: t, meta: meta}
+	httpAddr, liveAddr := freeAddr(t), freeAddr(t)
+	hp := startProc(t, "httpd", "--meta", meta, "--listen", httpAddr, "--consul", agent.Addr)
+	t.Cleanup(func() { hp.stop(t, 30*time.Second) })
+	lp := startProc(t, "live", "--meta", meta, "--listen", liveAddr, "--media", freeUDPAddr(t), "--consul", agent.Addr,
+		"--record-dir", "")
+	t.Cleanup(func() { lp.stop(t, 30*time.Second) })
 	defer func() {
 		if t.Failed() {
 			t.Logf("metaserver log:\n%s", tail(mp.log.String(), 6000))
@@ -73,8 +80,11 @@ func TestConsul(t *testing.T) {
 		slices.Sort(ids)
 		return ids
 	}
-	allRegistered := func() bool { return len(passing("reelfs-meta")) == 1 && len(passing("reelfs-chunk")) == 3 }
-	eventually(t, 30*time.Second, "meta and 3 chunkservers registered and passing", allRegistered)
+	allRegistered := func() bool {
+		return len(passing("reelfs-meta")) == 1 && len(passing("reelfs-chunk")) == 3 &&
+			len(passing("reelfs-httpd")) == 1 && len(passing("reelfs-live")) == 1
+	}
+	eventually(t, 30*time.Second, "meta, 3 chunkservers, httpd and live registered and passing", allRegistered)
 	g.waitInSync(3, 30*time.Second)
 	entries, _, err := ca.Health().Service("reelfs-chunk", "group-1", true, nil)
 	if err != nil || len(entries) != 3 {
@@ -175,7 +185,7 @@ func TestConsul(t *testing.T) {
 	sum3 := writeRandomFile(t, src3, 5<<20, 3)
 	g.cl.mustCLI("put", src3, "/c.bin") // while daemons are registering again
 	eventually(t, 30*time.Second, "every daemon registered again after the agent restart", allRegistered)
-	t.Logf("agent restart -> meta and 3 chunkservers registered and passing again: %v", time.Since(restarted).Round(time.Millisecond))
+	t.Logf("agent restart -> meta, 3 chunkservers, httpd and live registered and passing again: %v", time.Since(restarted).Round(time.Millisecond))
 	// Past the tracker's grace, Consul's view counts again: nobody leaves.
 	time.Sleep(9 * time.Second)
 	if isr := g.groups().ISR; len(isr) != 3 {
@@ -204,6 +214,11 @@ func TestConsul(t *testing.T) {
 	g.stop(0)
 	if registered("reelfs-chunk-" + g.addrs[0]) {
 		t.Errorf("chunkserver %s still registered after SIGTERM", g.addrs[0])
+	}
+	hp.stop(t, 30*time.Second)
+	lp.stop(t, 30*time.Second)
+	if registered("reelfs-httpd-"+httpAddr) || registered("reelfs-live-"+liveAddr) {
+		t.Errorf("httpd or live still registered after SIGTERM")
 	}
 	for i := 1; i < 3; i++ {
 		g.stop(i)
