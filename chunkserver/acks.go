@@ -81,9 +81,14 @@ type followers struct {
 	self    string
 	started time.Time
 
+	// kick asks for a heartbeat now (set once, before use), so a PUT that
+	// the current view refuses can check with a fresh one.
+	kick func()
+
 	mu      sync.Mutex // guards everything below
 	byID    map[string]*followerState
 	view    groupView
+	views   uint64        // how many views were installed
 	changed chan struct{} // closed and replaced on every change
 	waiting map[*waiter]struct{}
 }
@@ -138,6 +143,7 @@ func (f *followers) setView(v groupView) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.view = v
+	f.views++
 	f.broadcastLocked()
 }
 
@@ -149,7 +155,10 @@ func (f *followers) currentView() groupView {
 }
 
 // wait blocks until the put logged at seq is acknowledged by the quorum
-// (quorumState), the quorum becomes impossible, or ctx ends.
+// (quorumState), the quorum becomes impossible, or ctx ends. A view that
+// refuses the PUT (this member out of the set, or the set too small) may
+// be stale: the first refusal asks for a fresh view (kick) and decides
+// again with it, waiting at most freshViewWait for one.
 func (f *followers) wait(ctx context.Context, seq uint64, now time.Time) error {
 	w := &waiter{seq: seq, since: now}
 	f.mu.Lock()
@@ -159,25 +168,45 @@ func (f *followers) wait(ctx context.Context, seq uint64, now time.Time) error {
 		delete(f.waiting, w)
 		f.mu.Unlock()
 	}()
+	var refusedAt uint64 // views when the view first refused; 0: not yet
+	var refused error
+	var timeout <-chan time.Time
 	for {
 		acks := make(map[string]uint64, len(f.byID))
 		for id, st := range f.byID {
 			acks[id] = st.ack
 		}
 		done, err := quorumState(seq, f.self, f.view, acks)
+		views := f.views
 		ch := f.changed
 		f.mu.Unlock()
-		if done || err != nil {
-			return err
+		switch {
+		case done:
+			return nil
+		case err != nil && refusedAt != 0 && views != refusedAt:
+			return err // refused again by a view that came after the first refusal
+		case err != nil && refusedAt == 0:
+			refusedAt, refused = views, err
+			t := time.NewTimer(freshViewWait)
+			defer t.Stop()
+			timeout = t.C
+			if f.kick != nil {
+				f.kick()
+			}
 		}
 		select {
 		case <-ch:
+		case <-timeout:
+			return refused
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 		f.mu.Lock()
 	}
 }
+
+// freshViewWait bounds the wait for a fresh view after a refusal.
+const freshViewWait = 5 * time.Second
 
 // oldestWait is how long the oldest PUT has waited for its quorum (0
 // when none waits).

@@ -41,6 +41,8 @@ func (s *Server) heartbeatLoop(ctx context.Context) {
 				return
 			case <-t.C:
 				break wait
+			case <-s.kick:
+				break wait
 			case <-k.C:
 				if s.followers.oldestWait(time.Now()) >= kickEvery {
 					break wait

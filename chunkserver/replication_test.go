@@ -62,10 +62,26 @@ func TestFollowersWaitAndCatchUp(t *testing.T) {
 	if err := <-res; err != nil {
 		t.Fatal(err)
 	}
-	// The set falls below min-copies: a waiter fails at once.
+	// The set falls below min-copies: the waiter asks for a fresh view
+	// (the refusal may come from a stale one) and fails when the fresh
+	// view refuses too.
+	kicked := make(chan struct{}, 1)
+	f.kick = func() { kicked <- struct{}{} }
 	f.setView(groupView{known: true, isr: []string{"a"}, minCopies: 2})
-	if err := f.wait(context.Background(), 9, t0); !errors.Is(err, wire.ErrNoSpace) {
+	go func() { res <- f.wait(context.Background(), 9, t0) }()
+	<-kicked
+	f.setView(groupView{known: true, isr: []string{"a"}, minCopies: 2})
+	if err := <-res; !errors.Is(err, wire.ErrNoSpace) {
 		t.Fatalf("wait below min-copies: %v", err)
+	}
+	// A stale refusal that a fresh view lifts is acknowledged.
+	f.setView(groupView{known: true, isr: []string{"a"}, minCopies: 2})
+	go func() { res <- f.wait(context.Background(), 9, t0) }()
+	<-kicked
+	f.fetched("b", 10, 9, t0.Add(time.Second))
+	f.setView(groupView{known: true, isr: []string{"a", "b"}, minCopies: 2})
+	if err := <-res; err != nil {
+		t.Fatalf("wait after a fresh view: %v", err)
 	}
 	// Catch-up times follow Kafka's rule: a fetch past the last seq seen
 	// at the previous fetch means caught up as of that previous fetch.
@@ -128,6 +144,10 @@ func newCluster(t *testing.T, n int) *cluster {
 }
 
 func (c *cluster) start(i int) {
+	c.startWith(i, func(*Config) {})
+}
+
+func (c *cluster) startWith(i int, tweak func(*Config)) {
 	cfg := DefaultConfig()
 	cfg.Dir = c.dirs[i]
 	cfg.Listen = "127.0.0.1:0"
@@ -136,6 +156,7 @@ func (c *cluster) start(i int) {
 	cfg.HeartbeatEvery = 200 * time.Millisecond
 	cfg.ShipWait = time.Second
 	cfg.ScrubRate = 0
+	tweak(&cfg)
 	s, err := New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
@@ -328,4 +349,72 @@ func TestReplicationEndToEnd(t *testing.T) {
 	if r := c.srv[0].scrub.snapshot(); r.Repaired != 1 {
 		t.Fatalf("scrub report %+v", r)
 	}
+}
+
+// A member whose offset fell behind a peer's trimmed binlog resyncs by
+// inventory; offsets survive a restart in replica.json.
+func TestTrimmedLogResync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a metaserver and three chunkservers")
+	}
+	c := &cluster{t: t, meta: startMeta(t), blocks: blockclient.New(blockclient.Config{})}
+	small := func(cfg *Config) { cfg.BinlogKeep = 8 }
+	for i := 0; i < 3; i++ {
+		c.dirs = append(c.dirs, t.TempDir())
+		c.stop = append(c.stop, nil)
+		c.srv = append(c.srv, nil)
+		c.startWith(i, small)
+	}
+	t.Cleanup(func() {
+		for i := range c.stop {
+			c.kill(i)
+		}
+	})
+	c.waitISR(3, 10*time.Second)
+	ctx := context.Background()
+	for id := uint64(1); id <= 5; id++ {
+		if _, err := c.blocks.Put(ctx, c.srv[0].Addr(), id, randomBlock(t, 3000), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.converge(10*time.Second, 0, 1, 2)
+	c.kill(2) // a clean stop saves its offsets
+	b, err := os.ReadFile(c.dirs[2] + "/" + offsetsFile)
+	if err != nil || !bytes.Contains(b, []byte(c.srv[0].ID())) {
+		t.Fatalf("offsets after a clean stop: %s, %v", b, err)
+	}
+	c.waitISR(2, 15*time.Second)
+	// 60 more entries on each remaining member: their logs keep the last
+	// 8, far past member 2's offsets.
+	for id := uint64(6); id <= 65; id++ {
+		if _, err := c.blocks.Put(ctx, c.srv[int(id)%2].Addr(), id, randomBlock(t, 3000), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if first := c.srv[0].binlog.(*Binlog).First(); first < 10 {
+		t.Fatalf("member 0's binlog starts at %d: not trimmed", first)
+	}
+	c.startWith(2, small)
+	ids := c.converge(20*time.Second, 0, 1, 2)
+	if len(ids) != 65 {
+		t.Fatalf("after the resync: %d blocks, want 65", len(ids))
+	}
+	c.waitISR(3, 15*time.Second)
+	if n := testutilCounter(t, c.srv[2]); n == 0 {
+		t.Fatal("no block was copied by the resync")
+	}
+}
+
+// testutilCounter is the blocks member s copied from peers.
+func testutilCounter(t *testing.T, s *Server) float64 {
+	mfs, err := s.metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "reelfs_chunk_shipped_blocks_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
 }

@@ -94,6 +94,7 @@ type Server struct {
 	shipper   *shipper
 	tombs     *tombstones
 	scrub     *scrubber
+	kick      chan struct{} // asks the heartbeat loop for a beat now
 
 	bufs     sync.Pool    // *[]byte of wire.MaxBlockSize for GET bodies
 	inflight atomic.Int64 // block requests being served
@@ -168,7 +169,14 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.store = store
+	s.kick = make(chan struct{}, 1)
 	s.followers = newFollowers(s.id, s.born)
+	s.followers.kick = func() {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
 	s.tombs = newTombstones(1 << 18)
 	if s.shipper, err = newShipper(s); err != nil {
 		return nil, err

@@ -357,15 +357,8 @@ func (sh *shipper) applyDelete(ctx context.Context, id uint64) error {
 // (its delete follows in the log) or its put was never acknowledged
 // (see the write protocol): either way there is nothing to copy.
 func (sh *shipper) applyPut(ctx context.Context, p peer, e wire.BinlogEntry) error {
-	n, err := sh.copyBlock(ctx, p, e.ID, e.Size)
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		sh.s.metrics.shippedBlocks.Inc()
-		sh.s.metrics.shippedBytes.Add(float64(n))
-	}
-	return nil
+	_, err := sh.copyBlock(ctx, p, e.ID, e.Size)
+	return err
 }
 
 // copyBlock fetches block id from p (then, on a bad copy there, from the
@@ -402,6 +395,8 @@ func (sh *shipper) copyBlock(ctx context.Context, p peer, id uint64, size uint32
 		}
 		return 0, fmt.Errorf("store %s from %s: %w", wire.BlockName(id), p.id, err)
 	}
+	sh.s.metrics.shippedBlocks.Inc()
+	sh.s.metrics.shippedBytes.Add(float64(len(data)))
 	return len(data), nil
 }
 
