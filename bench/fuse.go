@@ -406,6 +406,12 @@ func (r *runner) seeks(ctx context.Context, x *fsTarget, path string, offsets []
 	if err := x.ready(); err != nil {
 		return nil, err
 	}
+	return timedPreads(ctx, path, offsets, src)
+}
+
+// timedPreads times one 1 MiB pread of path per offset, checking the
+// bytes against src.
+func timedPreads(ctx context.Context, path string, offsets []int64, src source) ([]time.Duration, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

@@ -139,27 +139,5 @@ func (r *runner) coldSeeks(ctx context.Context, c *cluster, path string, offs []
 	if err := c.restartCold(ctx); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	deadline := time.Now().Add(2 * time.Minute)
-	lat := make([]time.Duration, 0, len(offs))
-	for _, off := range offs {
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			return nil, fmt.Errorf("stopped after %d of %d reads", len(lat), len(offs))
-		}
-		start := time.Now()
-		n, err := f.ReadAt(buf, off)
-		lat = append(lat, time.Since(start))
-		if err != nil {
-			return nil, fmt.Errorf("pread at %d: %w (%d bytes)", off, err, n)
-		}
-		if err := src.equalAt(buf, off); err != nil {
-			return nil, err
-		}
-	}
-	return lat, nil
+	return timedPreads(ctx, path, offs, src)
 }
