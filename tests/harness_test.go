@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -158,13 +159,18 @@ type clusterOpts struct {
 	http  bool     // start httpd
 	extra []string // more server flags
 	live  bool     // start the live (WebRTC) server on fresh ports
+	// chunkservers is the size of the server's group (0: the default, 2).
+	chunkservers int
 }
 
 // startCluster starts `reelfs server` with fresh ports and data under a
 // temp dir, and stops it (SIGTERM) when the test ends.
 func startCluster(t testing.TB, o clusterOpts) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: t.TempDir(), meta: freeAddr(t), chunks: []string{freeAddr(t), freeAddr(t)}, extra: o.extra}
+	c := &cluster{t: t, dir: t.TempDir(), meta: freeAddr(t), extra: o.extra}
+	for range max(o.chunkservers, 2) {
+		c.chunks = append(c.chunks, freeAddr(t))
+	}
 	if o.http {
 		c.http = freeAddr(t)
 	}
@@ -181,7 +187,7 @@ func startCluster(t testing.TB, o clusterOpts) *cluster {
 
 func (c *cluster) args() []string {
 	a := []string{"server", "--dir", filepath.Join(c.dir, "data"), "--meta-listen", c.meta,
-		"--chunk-listen", strings.Join(c.chunks, ","), "--http-listen", c.http, "--mount", c.mount,
+		"--chunkservers", strconv.Itoa(len(c.chunks)), "--chunk-listen", strings.Join(c.chunks, ","), "--http-listen", c.http, "--mount", c.mount,
 		"--live-listen", c.live}
 	if c.live != "" {
 		a = append(a, "--live-media", c.media)
