@@ -357,14 +357,19 @@ func (sh *shipper) applyDelete(ctx context.Context, id uint64) error {
 // (its delete follows in the log) or its put was never acknowledged
 // (see the write protocol): either way there is nothing to copy.
 func (sh *shipper) applyPut(ctx context.Context, p peer, e wire.BinlogEntry) error {
-	_, err := sh.copyBlock(ctx, p, e.ID, e.Size)
+	_, err := sh.copyBlock(ctx, p, e.ID, e.Size, time.Unix(0, e.Time))
 	return err
 }
 
 // copyBlock fetches block id from p (then, on a bad copy there, from the
 // other peers) and stores it. It returns the bytes stored (0 when there
-// was nothing to do).
-func (sh *shipper) copyBlock(ctx context.Context, p peer, id uint64, size uint32) (int, error) {
+// was nothing to do). A block no member has a good copy of is retried
+// (the entry is not acknowledged, so a PUT waiting for it is not
+// answered) until the entry, logged at logged, is older than twice the
+// ack timeout: by then its PUT has failed, and the follower moves on
+// instead of stalling on it forever. A zero logged (an inventory resync)
+// moves on at once.
+func (sh *shipper) copyBlock(ctx context.Context, p peer, id uint64, size uint32, logged time.Time) (int, error) {
 	if _, err := sh.s.store.Stat(ctx, id); err == nil {
 		return 0, nil
 	}
@@ -379,7 +384,11 @@ func (sh *shipper) copyBlock(ctx context.Context, p peer, id uint64, size uint32
 		sh.s.log.Warn("peer's copy of a block is damaged; trying the other members", "block", wire.BlockName(id), "peer", p.id, "err", err)
 		data, err = sh.s.fetchFromPeers(ctx, id, p.id)
 		if err != nil {
-			sh.s.log.Error("no good copy of a block to replicate", "block", wire.BlockName(id), "err", err)
+			if !logged.IsZero() && time.Since(logged) < 2*sh.s.cfg.AckTimeout {
+				return 0, fmt.Errorf("no good copy of %s yet: %w", wire.BlockName(id), err)
+			}
+			sh.s.log.Error("no good copy of a block to replicate; skipping it", "block", wire.BlockName(id), "err", err)
+			sh.s.metrics.repairs.WithLabelValues("unrepairable").Inc()
 			return 0, nil
 		}
 	case err != nil:
@@ -426,7 +435,7 @@ func (sh *shipper) resync(ctx context.Context, p peer, why string) error {
 		for _, b := range page.Blocks {
 			after = max(after, b.ID)
 			g.Go(func() error {
-				n, err := sh.copyBlock(gctx, p, b.ID, b.Size)
+				n, err := sh.copyBlock(gctx, p, b.ID, b.Size, time.Time{})
 				if err != nil {
 					return err
 				}
