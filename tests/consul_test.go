@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -29,6 +30,9 @@ import (
 //     writes go on with the other two; after SIGCONT it comes back;
 //   - after the agent restarts with empty state every daemon registers
 //     again by itself, and writes work through it;
+//   - while the agent is down for longer than the tracker trusts its last
+//     view (10 s), the tracker judges by heartbeats only: nobody leaves
+//     the in-sync set and writes go on;
 //   - SIGTERM deregisters each daemon.
 func TestConsul(t *testing.T) {
 	agent := consultest.Start(t) // skips without bin/consul
@@ -69,7 +73,9 @@ func TestConsul(t *testing.T) {
 
 	// passing lists the ids of the passing instances of service.
 	passing := func(service string) []string {
-		entries, _, err := ca.Health().Service(service, "", true, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		entries, _, err := ca.Health().Service(service, "", true, (&api.QueryOptions{}).WithContext(ctx))
 		if err != nil {
 			return nil
 		}
@@ -148,14 +154,23 @@ func TestConsul(t *testing.T) {
 	if err := g.procs[2].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "Consul marks the stopped chunkserver critical", func() bool {
-		return checkStatus() == api.HealthCritical
-	})
-	critical := time.Now()
-	eventually(t, 15*time.Second, "the stopped chunkserver leaves the in-sync set and placement", out)
-	left := time.Now()
-	t.Logf("SIGSTOP -> Consul critical %v; critical -> out of the in-sync set and placement %v (total %v; heartbeat timeout 30s)",
-		critical.Sub(stopped).Round(time.Millisecond), left.Sub(critical).Round(time.Millisecond), left.Sub(stopped).Round(time.Millisecond))
+	// Poll both every 50 ms and note when each was first seen.
+	var critical, left time.Time
+	for critical.IsZero() || left.IsZero() {
+		if time.Since(stopped) > 15*time.Second {
+			t.Fatalf("15s after SIGSTOP: Consul critical at %v, out of the in-sync set at %v (zero: not seen)",
+				critical.Sub(stopped), left.Sub(stopped))
+		}
+		if critical.IsZero() && checkStatus() == api.HealthCritical {
+			critical = time.Now()
+		}
+		if left.IsZero() && out() {
+			left = time.Now()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("SIGSTOP -> Consul critical %v; -> out of the in-sync set and placement %v (%v after critical, 50 ms polls; heartbeat timeout 30s)",
+		critical.Sub(stopped).Round(time.Millisecond), left.Sub(stopped).Round(time.Millisecond), left.Sub(critical).Round(time.Millisecond))
 	if d := left.Sub(critical); d > 3*time.Second {
 		t.Errorf("left the in-sync set %v after Consul marked it critical, want within 3s", d)
 	}
@@ -200,6 +215,38 @@ func TestConsul(t *testing.T) {
 		if s := sha256File(t, got); s != want {
 			t.Errorf("%s: sha256 %s, want %s", p, s, want)
 		}
+	}
+
+	// The agent is down longer than the tracker trusts its last view: the
+	// tracker falls back to heartbeats, nobody leaves, writes go on.
+	agent.Stop()
+	down := time.Now()
+	for time.Since(down) < 12*time.Second {
+		if isr := g.groups().ISR; len(isr) != 3 {
+			t.Fatalf("in-sync set %v %v after the agent stopped, want 3 members", isr, time.Since(down).Round(time.Millisecond))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	src5 := filepath.Join(dir, "e.bin")
+	sum5 := writeRandomFile(t, src5, 5<<20, 5)
+	g.cl.mustCLI("put", src5, "/e.bin")
+	if !strings.Contains(mp.log.String(), "judging chunkservers by heartbeats only") {
+		t.Errorf("the metaserver did not log its fall-back to heartbeats")
+	}
+	agent.Restart()
+	restarted = time.Now()
+	eventually(t, 30*time.Second, "every daemon registered again after the agent came back", allRegistered)
+	t.Logf("agent back after %v down -> everyone registered and passing again: %v",
+		restarted.Sub(down).Round(time.Millisecond), time.Since(restarted).Round(time.Millisecond))
+	if time.Since(restarted) > 10*time.Second {
+		for _, p := range append([]*proc{mp, hp, lp}, g.procs...) {
+			t.Logf("reelfs %s log:\n%s", p.name, tail(p.log.String(), 3000))
+		}
+	}
+	got5 := filepath.Join(dir, "got-e.bin")
+	g.cl.mustCLI("get", "/e.bin", got5)
+	if s := sha256File(t, got5); s != sum5 {
+		t.Errorf("/e.bin: sha256 %s, want %s", s, sum5)
 	}
 
 	// SIGTERM deregisters.
