@@ -164,15 +164,19 @@
 // # HTTP API
 //
 // The endpoints are those of internal/wire: PUT/GET/HEAD/DELETE
-// /v1/block/{id}, GET /v1/blocks, GET /v1/binlog, GET /v1/status and GET
-// /metrics. GET takes one Range (bytes=a-b, a- or -n; 206 with
+// /v1/block/{id}, GET /v1/blocks, GET /v1/binlog, GET /v1/status, GET
+// /v1/health and GET /metrics. GET takes one Range (bytes=a-b, a- or -n; 206 with
 // Content-Range, 416 when unsatisfiable, 400 for several ranges). PUT
 // answers 201 for a new block and 200 for an identical retry; DELETE 204.
 // GET /v1/blocks?after=ID&limit=N&before=UNIXNANO lists the inventory in
 // id order (decimal numbers; limit defaults to 1000, at most 10000; before
 // keeps blocks last written earlier, for the collector of uncommitted
-// uploads). With Config.Secret set every request but /metrics must carry
-// it (401 otherwise). Errors are wire.ReplyError bodies; bad ids, ranges
+// uploads). With Config.Secret set every request but /metrics and
+// /v1/health must carry it (401 otherwise). /v1/health is the check
+// Consul runs (with Config.Consul, Run registers reelfs-chunk tagged
+// group-N with the member id in Meta, and deregisters when it ends): "ok",
+// or 503 "unhealthy" when the binlog failed or statfs fails, the same
+// conditions that make a heartbeat report the member unhealthy. Errors are wire.ReplyError bodies; bad ids, ranges
 // and query parameters are 400, unknown or repeated parameters too, wrong
 // methods 405, oversized bodies 413. Block GETs are read into pooled 4 MiB
 // buffers and written from there without another copy. The load reported

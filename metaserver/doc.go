@@ -70,7 +70,15 @@
 // In the embedded (no Consul) mode chunkservers heartbeat here. Members
 // are kept in memory with their last heartbeat; their identity (id,
 // address, group) is persisted under `g` so groups survive a restart,
-// unhealthy until they heartbeat again. Placement (place) is a pure
+// unhealthy until they heartbeat again. With Config.Consul the tracker
+// also follows Consul's checks of reelfs-chunk (consulhealth.go): a member
+// is healthy only while its heartbeat is fresh, it reports itself healthy
+// and its check passes, and a change of the passing set re-decides every
+// group's in-sync set at once. consulHealthy, a pure function, says when
+// an old or incomplete view of Consul counts (an unreachable agent: the
+// last view for ConsulStale, then heartbeats only; a watch that just
+// (re)connected: heartbeats only until every heartbeating member passes,
+// at most ConsulGrace). Placement (place) is a pure
 // function: the group with the most free space among those whose every
 // healthy member can take the bytes, near-ties broken by load.
 //
