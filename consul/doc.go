@@ -11,6 +11,10 @@
 // dropped the service after its check stayed critical, gets it again
 // without anyone's help (anti-entropy, with bounded backoff while the
 // agent is down). When Run's context ends the service is deregistered.
+// Daemons build their Service with HTTPService (ID from the address, the
+// check on 127.0.0.1 when they listen on every address) under the names
+// of names.go, and run Client.Register as one goroutine of their Run: it
+// never fails a daemon because Consul is down.
 //
 // # Watches
 //
@@ -19,6 +23,9 @@
 // backwards restarts from 0, an index of 0 is never waited on, and a loop
 // never spins faster than Config.RetryMin. The callback runs only when the
 // result changed, since a blocking query may return without a change.
+// WatchHealthyStatus also reports each query's outcome, so a caller can
+// tell how old its view may be (the metaserver's tracker stops trusting
+// it after a while without an answer).
 //
 // # Leader lock
 //
