@@ -222,10 +222,20 @@ func TestReplicatedGroup(t *testing.T) {
 	// The deleted files' blocks leave the deletion queue once the healthy
 	// members deleted them; the member that was away deletes them from
 	// its peers' binlogs. 1 GiB in 4 MiB blocks plus 500 small files.
-	eventually(t, time.Minute, "deleted blocks gone from every member's disk", func() bool {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
 		inv = g.converge(time.Minute, 0, 1, 2)
-		return len(inv) == 256+500 && g.blockFiles(0) == len(inv) && g.blockFiles(1) == len(inv) && g.blockFiles(2) == len(inv)
-	})
+		files := []int{g.blockFiles(0), g.blockFiles(1), g.blockFiles(2)}
+		if len(inv) == 256+500 && files[0] == len(inv) && files[1] == len(inv) && files[2] == len(inv) {
+			break
+		}
+		if time.Now().After(deadline) {
+			out, _, _ := g.cl.cli("status")
+			t.Fatalf("deleted blocks not gone after 2m: inventory %d blocks, files on disk %v, want %d\n%s",
+				len(inv), files, 256+500, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	g.waitInSync(3, time.Minute)
 
 	// 3. Two of three members killed: every file still reads back from
