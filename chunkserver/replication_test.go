@@ -418,3 +418,22 @@ func testutilCounter(t *testing.T, s *Server) float64 {
 	}
 	return 0
 }
+
+// A copy from a peer is vetoed under the block's lock: a block deleted
+// here while its bytes were in flight does not come back.
+func TestPutUnless(t *testing.T) {
+	st, err := OpenDiskStore(context.Background(), t.TempDir(), StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if created, skipped, err := st.PutUnless(ctx, 7, []byte("deleted meanwhile"), func() bool { return true }); created || !skipped || err != nil {
+		t.Fatalf("vetoed put = %v, %v, %v", created, skipped, err)
+	}
+	if _, err := st.Stat(ctx, 7); !errors.Is(err, wire.ErrNotFound) {
+		t.Fatalf("a vetoed block was stored: %v", err)
+	}
+	if created, skipped, err := st.PutUnless(ctx, 7, []byte("welcome"), func() bool { return false }); !created || skipped || err != nil {
+		t.Fatalf("allowed put = %v, %v, %v", created, skipped, err)
+	}
+}

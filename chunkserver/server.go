@@ -30,6 +30,7 @@ import (
 type blockStore interface {
 	Put(ctx context.Context, id uint64, data []byte) (created bool, err error)
 	PutSeq(ctx context.Context, id uint64, data []byte) (created bool, seq uint64, err error)
+	PutUnless(ctx context.Context, id uint64, data []byte, veto func() bool) (created, skipped bool, err error)
 	Stat(ctx context.Context, id uint64) (wire.BlockInfo, error)
 	Verify(ctx context.Context, id uint64, buf []byte) (int, error)
 	Open(ctx context.Context, id uint64) (*BlockFile, error)

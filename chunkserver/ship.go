@@ -394,10 +394,14 @@ func (sh *shipper) copyBlock(ctx context.Context, p peer, id uint64, size uint32
 	case err != nil:
 		return 0, err
 	}
-	if sh.s.tombs.has(id) {
+	// The tombstone is checked again under the block's lock, which a
+	// DELETE takes after adding its tombstone: a delete that lands while
+	// the bytes were in flight is never undone by this copy.
+	_, skipped, err := sh.s.store.PutUnless(ctx, id, data, func() bool { return sh.s.tombs.has(id) })
+	if skipped {
 		return 0, nil
 	}
-	if _, err := sh.s.store.Put(ctx, id, data); err != nil {
+	if err != nil {
 		if errors.Is(err, wire.ErrExist) {
 			sh.s.log.Error("a peer's block differs from ours under the same id", "block", wire.BlockName(id), "peer", p.id, "err", err)
 			return 0, nil

@@ -261,11 +261,22 @@ func (s *DiskStore) Put(ctx context.Context, id uint64, data []byte) (created bo
 // new block (0 for an identical retry, or without a change log): the
 // entry the followers must fetch past before the PUT is acknowledged.
 func (s *DiskStore) PutSeq(ctx context.Context, id uint64, data []byte) (created bool, seq uint64, err error) {
-	created, seq, err = s.put(ctx, id, data)
-	return created, seq, err
+	return s.put(ctx, id, data, nil)
 }
 
-func (s *DiskStore) put(ctx context.Context, id uint64, data []byte) (created bool, seq uint64, err error) {
+// PutUnless is Put for a copy from a peer: it stores nothing, and reports
+// skipped, when veto (called under the id's lock, which Delete takes too)
+// says the block must not come back, e.g. because it was deleted here.
+func (s *DiskStore) PutUnless(ctx context.Context, id uint64, data []byte, veto func() bool) (created, skipped bool, err error) {
+	vetoed := false
+	created, _, err = s.put(ctx, id, data, func() bool {
+		vetoed = veto()
+		return vetoed
+	})
+	return created, vetoed, err
+}
+
+func (s *DiskStore) put(ctx context.Context, id uint64, data []byte, veto func() bool) (created bool, seq uint64, err error) {
 	if id == 0 {
 		return false, 0, wire.Errorf(wire.ErrInvalid, "chunkserver: put: block id 0")
 	}
@@ -281,6 +292,9 @@ func (s *DiskStore) put(ctx context.Context, id uint64, data []byte) (created bo
 	defer mu.Unlock()
 	if err := s.checkOpen(); err != nil {
 		return false, 0, err
+	}
+	if veto != nil && veto() {
+		return false, 0, nil
 	}
 	if s.changes != nil {
 		if err := s.changes.Err(); err != nil {
