@@ -663,7 +663,19 @@ func TestLiveBrowser(t *testing.T) {
 	shot(watchTab, "watch")
 	shot(pubTab, "publish")
 
-	// The growing recording plays in a third page (httpd's player).
+	// The growing recording plays in a third page (httpd's player). A
+	// page loads the file as long as it is then, so wait until it holds
+	// a couple of seconds (under load the watch page can get ahead of it).
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		out, _ := exec.Command("ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+			"http://"+c.http+info.Recording).Output()
+		if d, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64); err == nil && d >= 2 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the browser's recording did not reach 2 s in 30 s")
+		}
+	}
 	recTab, cancelRec := chromedp.NewContext(ctx)
 	defer cancelRec()
 	if err := chromedp.Do(recTab, chromedp.Navigate("http://"+c.http+"/player"+info.Recording)); err != nil {
