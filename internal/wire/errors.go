@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 )
 
 // Code is an error code that crosses the wire. Clients map it back to the
@@ -47,8 +48,22 @@ func (e *Error) Error() string {
 	return e.Msg + ": " + string(e.Code)
 }
 
-// Is reports whether target is the sentinel for e's code.
+// Is reports whether target is the sentinel for e's code, or the io/fs
+// sentinel of the same meaning (fs.ErrNotExist for ENOENT, fs.ErrExist for
+// EEXIST, fs.ErrPermission for EACCES and EPERM, fs.ErrInvalid for
+// EINVAL), so programs outside this module can match reelfs errors with
+// the standard library's sentinels.
 func (e *Error) Is(target error) bool {
+	switch target {
+	case fs.ErrNotExist:
+		return e.Code == CodeNotFound
+	case fs.ErrExist:
+		return e.Code == CodeExist
+	case fs.ErrPermission:
+		return e.Code == CodeAccess || e.Code == CodePerm
+	case fs.ErrInvalid:
+		return e.Code == CodeInvalid
+	}
 	t, ok := target.(*Error)
 	return ok && t.Code == e.Code && t.Msg == ""
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"testing"
 
@@ -103,5 +104,32 @@ func TestErrorFromResponseWithoutBody(t *testing.T) {
 	r.Header.Set(HeaderError, string(CodeChecksum))
 	if !errors.Is(ErrorFromResponse(&r), ErrChecksum) {
 		t.Error("X-Reelfs-Error header ignored")
+	}
+}
+
+func TestErrorIsFS(t *testing.T) {
+	tests := []struct {
+		err    error
+		target error
+		want   bool
+	}{
+		{Errorf(ErrNotFound, "x"), fs.ErrNotExist, true},
+		{ErrNotFound, fs.ErrNotExist, true},
+		{Errorf(ErrExist, "x"), fs.ErrExist, true},
+		{Errorf(ErrAccess, "x"), fs.ErrPermission, true},
+		{Errorf(ErrPerm, "x"), fs.ErrPermission, true},
+		{Errorf(ErrInvalid, "x"), fs.ErrInvalid, true},
+		{Errorf(ErrNotFound, "x"), ErrNotFound, true},
+		{fmt.Errorf("wrapped: %w", Errorf(ErrNotFound, "x")), fs.ErrNotExist, true},
+		{Errorf(ErrNotFound, "x"), fs.ErrExist, false},
+		{Errorf(ErrExist, "x"), fs.ErrNotExist, false},
+		{Errorf(ErrIO, "x"), fs.ErrInvalid, false},
+		{Errorf(ErrUnavailable, "x"), fs.ErrNotExist, false},
+		{Errorf(ErrNoSpace, "x"), fs.ErrPermission, false},
+	}
+	for _, tt := range tests {
+		if got := errors.Is(tt.err, tt.target); got != tt.want {
+			t.Errorf("errors.Is(%v, %v) = %v, want %v", tt.err, tt.target, got, tt.want)
+		}
 	}
 }
