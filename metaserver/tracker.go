@@ -409,16 +409,8 @@ func (c *core) removeMember(_ context.Context, req *wire.RemoveMemberReq) error 
 	if req.ID == "" || req.Group == 0 {
 		return errInval("remove member: want a group and a member id")
 	}
-	found := false
-	for _, g := range c.tracker.groups(c.clock()) {
-		if g.ID != req.Group {
-			continue
-		}
-		for _, m := range g.Members {
-			found = found || m.ID == req.ID
-		}
-	}
-	if !found {
+	members := c.tracker.group(req.Group, c.clock()).Members
+	if !slices.ContainsFunc(members, func(m wire.Member) bool { return m.ID == req.ID }) {
 		return wire.Errorf(wire.ErrNotFound, "metaserver: group %d has no member %q", req.Group, req.ID)
 	}
 	c.mu.Lock()
