@@ -2,6 +2,7 @@ package chunkserver
 
 import (
 	"fmt"
+	"github.com/reelfs/reelfs/internal/wire"
 	"log/slog"
 	"net"
 	"strconv"
@@ -26,8 +27,9 @@ type Config struct {
 	ID string
 	// Group is the group of chunkservers this one belongs to (>= 1).
 	Group uint32
-	// Meta is the tracker (metaserver) address to heartbeat to; empty
-	// disables heartbeats.
+	// Meta is the tracker (metaserver) address to heartbeat to, or several
+	// separated by commas (failover: the leader answers); empty disables
+	// heartbeats.
 	Meta string
 	// Secret is the cluster secret: when set, every request but /metrics
 	// must carry it, and heartbeats send it.
@@ -129,7 +131,7 @@ func (c Config) Validate() error {
 		return bad("Group must be at least 1")
 	}
 	if c.Meta != "" {
-		if err := checkHostPort(c.Meta, true); err != nil {
+		if _, err := wire.ParseLeaders(c.Meta); err != nil {
 			return bad("Meta %q: %v", c.Meta, err)
 		}
 		if c.HeartbeatEvery <= 0 {

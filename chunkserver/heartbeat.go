@@ -62,7 +62,7 @@ func (s *Server) sendHeartbeat(ctx context.Context) error {
 	defer cancel()
 	hb := wire.Heartbeat(s.member())
 	var reply wire.HeartbeatReply
-	if err := wire.Call(ctx, s.hc, s.cfg.Meta, wire.PathMeta+wire.OpHeartbeat, s.cfg.Secret, hb, &reply); err != nil {
+	if err := wire.CallLeader(ctx, s.hc, s.leaders, wire.PathMeta+wire.OpHeartbeat, s.cfg.Secret, "", hb, &reply); err != nil {
 		return err
 	}
 	if reply.Group.ID != s.cfg.Group {

@@ -84,6 +84,7 @@ type Server struct {
 	metrics *metrics
 	srv     *fasthttp.Server
 	hc      *fasthttp.Client // heartbeats
+	leaders *wire.Leaders    // the metaservers, with Config.Meta
 	crc     *crc32.Table
 	born    time.Time      // when New ran: followers that never fetched count from here
 	svc     consul.Service // how Run registers in Consul, with Config.Consul
@@ -200,6 +201,11 @@ func New(cfg Config) (*Server, error) {
 		WriteTimeout:          writeTimeout,
 		IdleTimeout:           idleTimeout,
 		CloseOnShutdown:       true,
+	}
+	if cfg.Meta != "" {
+		if s.leaders, err = wire.ParseLeaders(cfg.Meta); err != nil {
+			return nil, fmt.Errorf("chunkserver: %w", err)
+		}
 	}
 	s.hc = &fasthttp.Client{
 		Name:                "reelfs-chunkserver",

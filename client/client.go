@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -41,6 +43,8 @@ const (
 // file data path to the chunkservers. It is safe for concurrent use. Close
 // stops its background goroutines.
 type Client struct {
+	leaders *wire.Leaders // the metaservers, current leader first
+	reqSeq  atomic.Uint64 // numbers request ids within the session
 	cfg     Config
 	log     *slog.Logger
 	session string
@@ -97,8 +101,13 @@ func New(cfg Config) (*Client, error) {
 	if _, err := rand.Read(sid[:]); err != nil {
 		return nil, fmt.Errorf("client: session id: %w", err)
 	}
+	leaders, err := wire.ParseLeaders(cfg.Meta)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
+		leaders: leaders,
 		cfg:     cfg,
 		log:     cfg.Logger,
 		session: hex.EncodeToString(sid[:]),
@@ -169,7 +178,7 @@ func (c *Client) Close() error {
 	// A last keep-alive with an empty set lets the metaserver reap orphans
 	// this session kept alive now rather than after its session TTL.
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.SessionEvery)
-	err := wire.Call(ctx, c.meta, c.cfg.Meta, wire.PathMeta+wire.OpSession, c.cfg.Secret,
+	err := wire.CallLeader(ctx, c.meta, c.leaders, wire.PathMeta+wire.OpSession, c.cfg.Secret, "",
 		&wire.SessionReq{Session: c.session}, nil)
 	cancel()
 	if err != nil {
@@ -196,13 +205,28 @@ func (c *Client) isClosed() bool {
 // takes no allocations beyond wire.Call's own.
 func (c *Client) call(ctx context.Context, op string, req, resp any) error {
 	c.stats.metaCalls.Add(1)
-	err := wire.Call(ctx, c.meta, c.cfg.Meta, wire.PathMeta+op, c.cfg.Secret, req, resp)
+	// A change carries a request id, the same on every retry: a
+	// metaserver (a new leader included) applies it at most once and
+	// answers a retry of one that happened with its first reply.
+	id := ""
+	if mutating[op] {
+		id = c.session + "-" + strconv.FormatUint(c.reqSeq.Add(1), 36)
+	}
+	err := wire.CallLeader(ctx, c.meta, c.leaders, wire.PathMeta+op, c.cfg.Secret, id, req, resp)
 	if err == nil || !wire.Transient(err) {
 		return err
 	}
 	return c.retry(ctx, op, err, func() error {
-		return wire.Call(ctx, c.meta, c.cfg.Meta, wire.PathMeta+op, c.cfg.Secret, req, resp)
+		return wire.CallLeader(ctx, c.meta, c.leaders, wire.PathMeta+op, c.cfg.Secret, id, req, resp)
 	})
+}
+
+// mutating lists the ops whose retry after a lost answer must not apply
+// twice (the others are reads, or idempotent).
+var mutating = map[string]bool{
+	wire.OpCreate: true, wire.OpMkdir: true, wire.OpSymlink: true, wire.OpLink: true,
+	wire.OpUnlink: true, wire.OpRmdir: true, wire.OpRename: true, wire.OpSetAttr: true,
+	wire.OpSetXattr: true, wire.OpRemoveXattr: true, wire.OpCommit: true,
 }
 
 // retry runs fn again with exponential backoff while it fails with a
@@ -289,7 +313,7 @@ func (c *Client) keepAlive(ctx context.Context) error {
 		n.mu.Unlock()
 	}
 	c.stats.metaCalls.Add(1)
-	return wire.Call(ctx, c.meta, c.cfg.Meta, wire.PathMeta+wire.OpSession, c.cfg.Secret,
+	return wire.CallLeader(ctx, c.meta, c.leaders, wire.PathMeta+wire.OpSession, c.cfg.Secret, "",
 		&wire.SessionReq{Session: c.session, Open: open, Uploads: idRanges(ids)}, nil)
 }
 

@@ -12,7 +12,7 @@ import (
 
 // Config configures a Client. Start from DefaultConfig and set Meta.
 type Config struct {
-	Meta         string        // metaserver host:port (required)
+	Meta         string        // metaserver host:port (required); with failover, several separated by commas
 	Secret       string        // cluster secret, sent on every call when set
 	BlockSize    int           // max block size, default wire.MaxBlockSize (4 MiB)
 	CacheBytes   int64         // LRU block cache limit, default 256 MiB
@@ -67,6 +67,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Meta == "":
 		return fmt.Errorf("%w: Meta (metaserver host:port) is required", ErrConfig)
+	case !validMeta(c.Meta):
+		return fmt.Errorf("%w: Meta %q: want host:port, or several separated by commas", ErrConfig, c.Meta)
 	case c.BlockSize < minBlockSize || c.BlockSize > wire.MaxBlockSize:
 		return fmt.Errorf("%w: BlockSize %d outside [%d, %d]", ErrConfig, c.BlockSize, minBlockSize, wire.MaxBlockSize)
 	case c.CacheBytes < minCacheBytes:
@@ -92,4 +94,9 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+func validMeta(list string) bool {
+	_, err := wire.ParseLeaders(list)
+	return err == nil
 }

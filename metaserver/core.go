@@ -66,6 +66,10 @@ type core struct {
 	// firstSeq is the oldest op-log seq still stored; only the trim loop
 	// moves it.
 	firstSeq atomic.Uint64
+
+	// appended fires after every op-log entry written (the leader's
+	// fetch long-polls wait on it).
+	appended *signal
 }
 
 // openCore opens (creating on first start) the database under cfg.Dir.
@@ -87,6 +91,7 @@ func openCore(cfg coreConfig) (*core, error) {
 		sessions:     make(map[string]*session),
 		holders:      make(map[uint64]int),
 		orphans:      make(map[uint64]int64),
+		appended:     newSignal(),
 	}
 	c.started = c.clock()
 	c.syncer = newSyncer(c.syncMarker)
@@ -231,6 +236,8 @@ type txn struct {
 
 	orphanAdd []uint64
 	orphanDel []uint64
+
+	req string // request id of the change, recorded with it (dedupe.go)
 }
 
 // txNode is an inode loaded or created in a txn.
@@ -341,6 +348,10 @@ func (t *txn) commit() error {
 			t.b.Put(keyInode(x.n.Ino), encodeInode(x.n))
 		}
 	}
+	if t.req != "" {
+		t.b.Put(keyRequest(t.req), encodeI64(t.now))
+		t.b.Put(keyReqTime(t.now, t.req), nil)
+	}
 	t.ctr.seq++
 	t.b.Put(keyMeta, encodeCounters(t.ctr))
 	entry := encodeLogEntry(t.now, t.op, t.b.Dump())
@@ -349,6 +360,7 @@ func (t *txn) commit() error {
 		return ioError(t.op, err)
 	}
 	c.ctr = t.ctr
+	c.appended.fire()
 	for _, ino := range t.orphanDel {
 		delete(c.orphans, ino)
 	}

@@ -3,7 +3,9 @@ package metaserver
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"slices"
+	"time"
 
 	"github.com/reelfs/reelfs/internal/chunk"
 	"github.com/reelfs/reelfs/internal/wire"
@@ -32,7 +34,7 @@ func (c *core) setAttr(ctx context.Context, req *wire.SetAttrReq) (wire.Attr, er
 	if req.Valid&wire.SetSize != 0 && req.Size > maxFileSize {
 		return wire.Attr{}, errInval("size %d is past the largest file", req.Size)
 	}
-	attr, err := c.setAttrLocked(req)
+	attr, err := c.setAttrLocked(ctx, req)
 	if err == nil {
 		err = c.durable(ctx, req.Sync)
 	}
@@ -54,10 +56,11 @@ func (c *core) durable(ctx context.Context, sync bool) error {
 	return nil
 }
 
-func (c *core) setAttrLocked(req *wire.SetAttrReq) (wire.Attr, error) {
+func (c *core) setAttrLocked(ctx context.Context, req *wire.SetAttrReq) (wire.Attr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.begin(wire.OpSetAttr)
+	t.tag(ctx)
 	n, err := t.inode(req.Ino)
 	if err != nil {
 		return wire.Attr{}, err
@@ -246,7 +249,7 @@ func (c *core) commit(ctx context.Context, req *wire.CommitReq) (wire.Attr, erro
 			return wire.Attr{}, errInval("slice %d: %v", i, err)
 		}
 	}
-	attr, err := c.commitLocked(req)
+	attr, err := c.commitLocked(ctx, req)
 	if err == nil {
 		err = c.durable(ctx, req.Sync)
 	}
@@ -256,10 +259,11 @@ func (c *core) commit(ctx context.Context, req *wire.CommitReq) (wire.Attr, erro
 	return attr, nil
 }
 
-func (c *core) commitLocked(req *wire.CommitReq) (wire.Attr, error) {
+func (c *core) commitLocked(ctx context.Context, req *wire.CommitReq) (wire.Attr, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.begin(wire.OpCommit)
+	t.tag(ctx)
 	chunkOf := make(map[uint64]uint32, len(req.Slices))
 	for i, s := range req.Slices {
 		if idx, ok := chunkOf[s.ID]; ok && idx != s.Index {
@@ -387,8 +391,15 @@ func (c *core) alloc(ctx context.Context, req *wire.AllocReq) (wire.AllocReply, 
 	if req.Bytes < 0 {
 		return wire.AllocReply{}, errInval("alloc of %d bytes", req.Bytes)
 	}
-	p, err := place(c.tracker.groups(c.clock()), uint64(req.Bytes), c.tracker.rotate.Add(1))
+	now := c.clock()
+	p, err := place(c.tracker.groups(now), uint64(req.Bytes), c.tracker.rotate.Add(1))
 	if err != nil {
+		if errors.Is(err, wire.ErrNoSpace) && now.Sub(c.startedAt()) < c.tracker.timeout && c.tracker.unheard() {
+			// Just started or took over: the chunkservers have not all
+			// heartbeated here yet. Ask the client to retry, not to fail.
+			return wire.AllocReply{}, wire.Errorf(wire.ErrUnavailable, "metaserver started %v ago; waiting for chunkserver heartbeats: %v",
+				now.Sub(c.startedAt()).Round(time.Millisecond), err)
+		}
 		return wire.AllocReply{}, err
 	}
 	first, err := c.leaseLocked(req.Count)

@@ -41,6 +41,9 @@ type collector struct {
 	log    *slog.Logger
 	grace  time.Duration // age of an uncommitted upload before it is collected
 	keep   uint64        // op-log entries to keep
+	// leader reports whether this metaserver may change the namespace
+	// (always, without failover).
+	leader func() bool
 
 	// mu guards retry: per block, when it may next be tried and how many
 	// rounds failed.
@@ -55,11 +58,12 @@ type retryState struct {
 
 func newCollector(c *core, secret string, grace time.Duration, keep int, log *slog.Logger) *collector {
 	return &collector{
-		c:     c,
-		log:   log,
-		grace: grace,
-		keep:  uint64(keep),
-		retry: make(map[uint64]retryState),
+		c:      c,
+		log:    log,
+		grace:  grace,
+		keep:   uint64(keep),
+		leader: func() bool { return true },
+		retry:  make(map[uint64]retryState),
 		blocks: blockclient.New(blockclient.Config{
 			Name: "reelfs-metaserver", Secret: secret, Timeout: peerTimeout, MaxBody: wire.MaxRPCBody,
 		}),
@@ -328,6 +332,11 @@ func (c *core) queueUnreferenced(ids []uint64, group uint32) (int, error) {
 // without c.mu.
 func (g *collector) trimLog(ctx context.Context) (int, error) {
 	c := g.c
+	if g.leader() {
+		if _, err := c.trimRequests(c.clock()); err != nil {
+			return 0, err
+		}
+	}
 	c.mu.Lock()
 	last := c.ctr.seq
 	c.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 type metrics struct {
 	reg     *prometheus.Registry
 	ops     *prometheus.CounterVec   // op, code
+	replays prometheus.Counter       // retried changes answered without applying them again
 	latency *prometheus.HistogramVec // op
 	handler fasthttp.RequestHandler
 }
@@ -23,6 +24,10 @@ func newMetrics(c *core) *metrics {
 			Namespace: "reelfs", Subsystem: "meta", Name: "ops_total",
 			Help: "Metadata requests by op and result code (OK or a wire error code).",
 		}, []string{"op", "code"}),
+		replays: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "reelfs", Subsystem: "meta", Name: "replayed_requests_total",
+			Help: "Retried changes (same request id) answered without applying them again.",
+		}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "reelfs", Subsystem: "meta", Name: "op_seconds",
 			Help:    "Time to answer a metadata request, by op.",
@@ -35,6 +40,7 @@ func newMetrics(c *core) *metrics {
 		}, f)
 	}
 	m.reg.MustRegister(
+		m.replays,
 		m.ops,
 		m.latency,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{

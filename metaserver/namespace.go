@@ -269,7 +269,7 @@ func createMode(op string, req *wire.CreateReq) (uint32, error) {
 
 // create makes a directory (mkdir), regular file or special node (create)
 // or symlink (symlink, or create with a symlink mode and a target).
-func (c *core) create(_ context.Context, op string, req *wire.CreateReq) (wire.Attr, error) {
+func (c *core) create(ctx context.Context, op string, req *wire.CreateReq) (wire.Attr, error) {
 	if err := checkName(req.Name); err != nil {
 		return wire.Attr{}, err
 	}
@@ -283,6 +283,7 @@ func (c *core) create(_ context.Context, op string, req *wire.CreateReq) (wire.A
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.begin(op)
+	t.tag(ctx)
 	parent, err := t.dir(req.Parent)
 	if err != nil {
 		return wire.Attr{}, err
@@ -342,13 +343,14 @@ func (c *core) create(_ context.Context, op string, req *wire.CreateReq) (wire.A
 	return n.Attr, nil
 }
 
-func (c *core) link(_ context.Context, req *wire.LinkReq) (wire.Attr, error) {
+func (c *core) link(ctx context.Context, req *wire.LinkReq) (wire.Attr, error) {
 	if err := checkName(req.NewName); err != nil {
 		return wire.Attr{}, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.begin(wire.OpLink)
+	t.tag(ctx)
 	n, err := t.inode(req.Ino)
 	if err != nil {
 		return wire.Attr{}, err
@@ -384,7 +386,7 @@ func (c *core) link(_ context.Context, req *wire.LinkReq) (wire.Attr, error) {
 
 // ---- removal ----
 
-func (c *core) unlink(_ context.Context, req *wire.UnlinkReq) error {
+func (c *core) unlink(ctx context.Context, req *wire.UnlinkReq) error {
 	if err := checkName(req.Name); err != nil {
 		return err
 	}
@@ -394,6 +396,7 @@ func (c *core) unlink(_ context.Context, req *wire.UnlinkReq) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.begin(wire.OpUnlink)
+	t.tag(ctx)
 	parent, err := t.dir(req.Parent)
 	if err != nil {
 		return err
@@ -421,13 +424,14 @@ func (c *core) unlink(_ context.Context, req *wire.UnlinkReq) error {
 	return t.commit()
 }
 
-func (c *core) rmdir(_ context.Context, req *wire.UnlinkReq) error {
+func (c *core) rmdir(ctx context.Context, req *wire.UnlinkReq) error {
 	if err := checkName(req.Name); err != nil {
 		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.begin(wire.OpRmdir)
+	t.tag(ctx)
 	parent, err := t.dir(req.Parent)
 	if err != nil {
 		return err
@@ -550,7 +554,7 @@ func (t *txn) isWithin(d, dir uint64) (bool, error) {
 
 // ---- rename ----
 
-func (c *core) rename(_ context.Context, req *wire.RenameReq) error {
+func (c *core) rename(ctx context.Context, req *wire.RenameReq) error {
 	if err := checkName(req.Name); err != nil {
 		return err
 	}
@@ -567,6 +571,7 @@ func (c *core) rename(_ context.Context, req *wire.RenameReq) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.begin(wire.OpRename)
+	t.tag(ctx)
 	sp, err := t.dir(req.Parent)
 	if err != nil {
 		return err
@@ -754,7 +759,7 @@ func (c *core) listXattr(_ context.Context, req *wire.InoReq) (wire.XattrReply, 
 	return wire.XattrReply{Names: names}, nil
 }
 
-func (c *core) setXattr(_ context.Context, req *wire.XattrReq) error {
+func (c *core) setXattr(ctx context.Context, req *wire.XattrReq) error {
 	if err := checkXattrName(req.Name); err != nil {
 		return err
 	}
@@ -768,6 +773,7 @@ func (c *core) setXattr(_ context.Context, req *wire.XattrReq) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.begin(wire.OpSetXattr)
+	t.tag(ctx)
 	n, err := t.inode(req.Ino)
 	if err != nil {
 		return err
@@ -790,13 +796,14 @@ func (c *core) setXattr(_ context.Context, req *wire.XattrReq) error {
 	return t.commit()
 }
 
-func (c *core) removeXattr(_ context.Context, req *wire.XattrReq) error {
+func (c *core) removeXattr(ctx context.Context, req *wire.XattrReq) error {
 	if err := checkXattrName(req.Name); err != nil {
 		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.begin(wire.OpRemoveXattr)
+	t.tag(ctx)
 	n, err := t.inode(req.Ino)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,6 +64,16 @@ type Config struct {
 	ConsulStale time.Duration
 	ConsulGrace time.Duration
 
+	// HA runs this metaserver as one of several (it needs Consul): they
+	// contend for the leader lock HAPrefix/leader; the leader serves and
+	// keeps the in-sync set and epoch in HAPrefix/state; the others
+	// follow its op log and answer NOTLEADER naming it. An answer waits
+	// until every in-sync follower holds the change; a follower that has
+	// not caught up for HALag leaves the set first.
+	HA       bool
+	HAPrefix string
+	HALag    time.Duration
+
 	Logger *slog.Logger // nil discards logs
 }
 
@@ -83,6 +94,8 @@ func DefaultConfig() Config {
 		MaxRequestBody:   4 << 20,
 		ConsulStale:      10 * time.Second,
 		ConsulGrace:      8 * time.Second,
+		HAPrefix:         defaultHAPrefix,
+		HALag:            defaultHALag,
 	}
 }
 
@@ -120,6 +133,12 @@ func (c Config) Validate() error {
 		return bad("ConsulStale %v must be positive", c.ConsulStale)
 	case c.Consul != nil && c.ConsulGrace < 0:
 		return bad("ConsulGrace %v must not be negative", c.ConsulGrace)
+	case c.HA && c.Consul == nil:
+		return bad("HA needs Consul (the leader lock and the in-sync set live there)")
+	case c.HA && (c.HAPrefix == "" || strings.HasPrefix(c.HAPrefix, "/")):
+		return bad("HAPrefix %q must be non-empty and not start with /", c.HAPrefix)
+	case c.HA && (c.HALag < 100*time.Millisecond || c.HALag > time.Minute):
+		return bad("HALag %v must be in 100ms..1m", c.HALag)
 	case c.MaxRequestBody < minRequestBody || c.MaxRequestBody > wire.MaxRPCBody:
 		return bad("MaxRequestBody %d must be in %d..%d", c.MaxRequestBody, minRequestBody, wire.MaxRPCBody)
 	}
@@ -146,6 +165,7 @@ type Server struct {
 	metrics *metrics
 	ops     map[string]*opEntry
 	svc     consul.Service // how Run registers in Consul, with Config.Consul
+	ha      *ha            // failover, with Config.HA; nil otherwise
 
 	mu      sync.Mutex // guards state
 	running bool       // Run was called
@@ -203,6 +223,15 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("metaserver: %w", err)
 		}
 	}
+	if cfg.HA {
+		if s.ha, err = newHA(c, cfg.Consul, cfg, s.Addr(), s.svc.CheckID(), log); err != nil {
+			ln.Close()
+			c.close()
+			return nil, fmt.Errorf("metaserver: %w", err)
+		}
+		s.ha.metrics = newHAMetrics(s.metrics.reg, s.ha)
+		s.gc.leader = func() bool { ok, _ := s.ha.isLeader(); return ok }
+	}
 	s.ops = s.opTable()
 	s.srv = &fasthttp.Server{
 		Handler:               s.handle,
@@ -239,6 +268,9 @@ func (s *Server) Run(ctx context.Context) error {
 		eg.Go(func() error { return s.cfg.Consul.Register(ectx, s.svc) })
 		eg.Go(func() error { return s.core.watchConsul(ectx, s.cfg.Consul) })
 	}
+	if s.ha != nil {
+		eg.Go(func() error { return s.ha.run(ectx) })
+	}
 	eg.Go(func() error {
 		if err := s.srv.Serve(s.ln); err != nil && ectx.Err() == nil {
 			return fmt.Errorf("metaserver: serve: %w", err)
@@ -258,25 +290,25 @@ func (s *Server) Run(ctx context.Context) error {
 		return nil
 	})
 	eg.Go(func() error {
-		return s.every(ectx, "drain deletion queue", s.cfg.GCInterval, func(ctx context.Context) error {
+		return s.every(ectx, "drain deletion queue", s.cfg.GCInterval, s.leaderOnly(true, func(ctx context.Context) error {
 			_, err := s.gc.drain(ctx)
 			return err
-		})
+		}))
 	})
 	eg.Go(func() error {
-		return s.every(ectx, "collect uploads", s.cfg.UploadGCInterval, func(ctx context.Context) error {
+		return s.every(ectx, "collect uploads", s.cfg.UploadGCInterval, s.leaderOnly(true, func(ctx context.Context) error {
 			_, err := s.gc.collectUploads(ctx)
 			return err
-		})
+		}))
 	})
 	eg.Go(func() error {
-		return s.every(ectx, "reap sessions", min(s.cfg.GCInterval, s.cfg.SessionTTL/2), func(ctx context.Context) error {
+		return s.every(ectx, "reap sessions", min(s.cfg.GCInterval, s.cfg.SessionTTL/2), s.leaderOnly(false, func(ctx context.Context) error {
 			_, err := s.core.reap(ctx)
 			return err
-		})
+		}))
 	})
 	eg.Go(func() error {
-		return s.every(ectx, "in-sync sets", time.Second, s.core.refreshISR)
+		return s.every(ectx, "in-sync sets", time.Second, s.leaderOnly(false, s.core.refreshISR))
 	})
 	eg.Go(func() error {
 		return s.every(ectx, "trim op log", s.cfg.GCInterval, func(ctx context.Context) error {
@@ -294,6 +326,28 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("metaserver stopped", "addr", s.Addr())
 	return err
+}
+
+// leaderOnly wraps a background task that changes the namespace or
+// talks to chunkservers: with failover it runs only on the leader, and
+// with committed also only once every change so far is held by every
+// in-sync member, so a deposed leader that has not noticed yet deletes no
+// block because of a change that will not survive.
+func (s *Server) leaderOnly(committed bool, fn func(context.Context) error) func(context.Context) error {
+	if s.ha == nil {
+		return fn
+	}
+	return func(ctx context.Context) error {
+		if ok, _ := s.ha.isLeader(); !ok {
+			return nil
+		}
+		if committed {
+			if err := s.ha.waitCommitted(ctx, s.core.lastSeq()); err != nil {
+				return nil
+			}
+		}
+		return fn(ctx)
+	}
 }
 
 // every runs fn each period until ctx ends; errors are logged, not fatal.
@@ -370,6 +424,19 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 		wire.ReplyError(rc, wire.Errorf(wire.ErrUnauthorized, "missing or wrong cluster secret"))
 		return
 	}
+	if s.ha != nil && rc.IsGet() {
+		switch string(path) {
+		case wire.PathOpLog:
+			s.ha.serveFetch(rc)
+			return
+		case wire.PathOpLogEpoch:
+			s.ha.serveEpochs(rc)
+			return
+		case wire.PathOpLogSnap:
+			s.ha.serveSnapshot(rc)
+			return
+		}
+	}
 	if !bytes.HasPrefix(path, pathMeta) {
 		wire.ReplyError(rc, errNoEnt("no such path %q", path))
 		return
@@ -387,7 +454,15 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 		return
 	}
 	start := time.Now()
-	reply, err := op.handle(rc, rc)
+	var (
+		reply any
+		err   error
+	)
+	if s.ha != nil {
+		reply, err = s.haHandle(rc, op)
+	} else {
+		reply, err = s.runOp(rc, op)
+	}
 	code := "OK"
 	if err != nil {
 		code = string(wire.CodeOf(err))
@@ -400,6 +475,21 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 	}
 	op.latency.Observe(time.Since(start).Seconds())
 	s.metrics.ops.WithLabelValues(op.name, code).Inc()
+}
+
+// haHandle runs an op on a metaserver with failover: refused unless it
+// leads, and answered only once every in-sync member holds every change
+// the answer may reflect (a read included, so nothing is seen that a
+// failover could take back).
+func (s *Server) haHandle(rc *fasthttp.RequestCtx, op *opEntry) (any, error) {
+	if ok, _ := s.ha.isLeader(); !ok {
+		return nil, s.ha.notLeader()
+	}
+	reply, err := s.runOp(rc, op)
+	if werr := s.ha.waitCommitted(rc, s.core.lastSeq()); werr != nil {
+		return nil, werr
+	}
+	return reply, err
 }
 
 type empty struct{}
@@ -464,7 +554,12 @@ func (s *Server) opTable() map[string]*opEntry {
 		wire.OpCommit:    call(c.commit),
 		wire.OpAlloc:     call(c.alloc),
 		wire.OpGroups: call(func(ctx context.Context, _ *empty) (wire.GroupsReply, error) {
-			return c.groups(ctx), nil
+			r := c.groups(ctx)
+			if s.ha != nil {
+				st := s.ha.status()
+				r.Meta = &st
+			}
+			return r, nil
 		}),
 		wire.OpHeartbeat:    call(c.heartbeat),
 		wire.OpRemoveMember: exec(c.removeMember),

@@ -29,6 +29,10 @@ import (
 //	g group member-id     -> chunkserver known to the tracker
 //	m                     -> counters (next inode, next block id, last seq, ...)
 //	k                     -> group-commit marker (written with Sync)
+//	e epoch               -> first op-log seq written under that epoch
+//	z                     -> present while a snapshot replaces the database
+//	u request-id          -> reply of the op that request made
+//	v time request-id     -> expiry index of the u records
 const (
 	pInode   = 'i'
 	pDentry  = 'd'
@@ -44,6 +48,10 @@ const (
 	pISR     = 'r' // group -> its in-sync set (JSON isrRecord)
 	pMeta    = 'm'
 	pSync    = 'k'
+	pEpoch   = 'e' // epoch -> first op-log seq of that leader's term
+	pResync  = 'z' // present while a snapshot replaces the database
+	pRequest = 'u' // request id -> the reply of the op it made (exactly once)
+	pReqTime = 'v' // time + request id: when each 'u' record expires
 )
 
 // recVersion is the first byte of every fixed-layout record, so a later

@@ -58,6 +58,15 @@ func newTracker(timeout time.Duration, rules isrRules) *tracker {
 		isr: make(map[uint32]isrRecord)}
 }
 
+// reset forgets every member and in-sync set, before the core reloads
+// them from the database (a follower becoming leader).
+func (t *tracker) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.members = make(map[string]*trackedMember)
+	t.isr = make(map[uint32]isrRecord)
+}
+
 // useConsul makes Consul's health checks a condition of health.
 func (t *tracker) useConsul(r consulRules) {
 	t.mu.Lock()
@@ -375,6 +384,12 @@ func (c *core) updateISR(g uint32) (wire.Group, error) {
 	if !d.Changed {
 		return grp, nil
 	}
+	if now.Sub(c.started) < c.tracker.timeout && c.tracker.removesUnheard(grp.ISR, d.ISR) {
+		// Just started (or just became leader): members have had no time
+		// to heartbeat here yet, so "unhealthy" means "not heard from".
+		// Joins may go ahead; removals wait for the first timeout.
+		return grp, nil
+	}
 	rec := isrRecord{Version: grp.ISRVersion + 1, Members: d.ISR}
 	val, err := json.Marshal(rec)
 	if err != nil {
@@ -389,6 +404,35 @@ func (c *core) updateISR(g uint32) (wire.Group, error) {
 	c.log.Info("in-sync set changed", "group", g, "isr", d.ISR, "version", rec.Version,
 		"was", grp.ISR, "why", strings.Join(d.Why, "; "))
 	return c.tracker.group(g, now), nil
+}
+
+// removesUnheard reports whether next lacks a member of isr that this
+// process has not heard a heartbeat from yet.
+func (t *tracker) removesUnheard(isr, next []string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, id := range isr {
+		if slices.Contains(next, id) {
+			continue
+		}
+		if tm, ok := t.members[id]; ok && tm.beat.IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
+// unheard reports whether some known member has not heartbeated to this
+// process yet.
+func (t *tracker) unheard() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, tm := range t.members {
+		if tm.beat.IsZero() {
+			return true
+		}
+	}
+	return false
 }
 
 // refreshISR re-decides every group's in-sync set; the GC loop calls it so

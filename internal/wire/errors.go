@@ -39,6 +39,9 @@ const (
 type Error struct {
 	Code Code   `json:"code"`
 	Msg  string `json:"msg,omitempty"`
+	// Leader, on NOTLEADER, is the address of the metaserver that leads,
+	// when the refusing one knows it.
+	Leader string `json:"leader,omitempty"`
 }
 
 func (e *Error) Error() string {
@@ -65,7 +68,7 @@ func (e *Error) Is(target error) bool {
 		return e.Code == CodeInvalid
 	}
 	t, ok := target.(*Error)
-	return ok && t.Code == e.Code && t.Msg == ""
+	return ok && t.Code == e.Code && t.Msg == "" && t.Leader == ""
 }
 
 // Sentinel errors, one per code. Compare with errors.Is.

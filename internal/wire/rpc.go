@@ -133,6 +133,16 @@ func ErrorFromResponse(resp *fasthttp.Response) error {
 // callers can retry them; other failures carry the server's code. Call does
 // not retry.
 func Call(ctx context.Context, hc *fasthttp.Client, addr, path, secret string, req, resp any) error {
+	return CallID(ctx, hc, addr, path, secret, "", req, resp)
+}
+
+// HeaderRequestID carries a request id: a metaserver applies a change
+// made under one id at most once, and answers a retry with the first
+// reply.
+const HeaderRequestID = "X-Reelfs-Request"
+
+// CallID is Call with a request id ("" sends none).
+func CallID(ctx context.Context, hc *fasthttp.Client, addr, path, secret, reqID string, req, resp any) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", path, err)
@@ -145,6 +155,9 @@ func Call(ctx context.Context, hc *fasthttp.Client, addr, path, secret string, r
 	hreq.Header.SetMethod(fasthttp.MethodPost)
 	hreq.Header.SetContentType("application/json")
 	SetAuth(hreq, secret)
+	if reqID != "" {
+		hreq.Header.Set(HeaderRequestID, reqID)
+	}
 	hreq.SetBodyRaw(body)
 
 	timeout := 30 * time.Second

@@ -424,7 +424,40 @@ type RemoveMemberReq struct {
 // GroupsReply lists every group the tracker knows.
 type GroupsReply struct {
 	Groups []Group `json:"groups"`
+	// Meta is the answering metaserver's view of failover; nil when it
+	// runs alone (no --ha).
+	Meta *MetaHA `json:"meta,omitempty"`
 }
+
+// MetaHA is a metaserver's view of failover.
+type MetaHA struct {
+	Node      string         `json:"node"`    // this metaserver's node id
+	Leading   bool           `json:"leading"` // it is the leader
+	Leader    string         `json:"leader"`  // the leader's address
+	Epoch     uint64         `json:"epoch"`
+	ISR       []string       `json:"isr"`                 // node ids holding every acknowledged change
+	Followers []MetaFollower `json:"followers,omitempty"` // on the leader: who fetches its op log
+	LastSeq   uint64         `json:"last_seq"`
+	Committed uint64         `json:"committed"` // last op-log seq every in-sync member holds
+}
+
+// MetaFollower is a follower as the leader sees it.
+type MetaFollower struct {
+	ID        string `json:"id"`
+	Addr      string `json:"addr"`
+	Next      uint64 `json:"next"`       // the next op-log seq it asked for
+	LastFetch int64  `json:"last_fetch"` // Unix nanoseconds
+	InSync    bool   `json:"in_sync"`
+}
+
+// The op-log replication endpoints of a metaserver (all GET, with the
+// cluster secret): the long-poll fetch (?from=&wait=&member=&addr=&epoch=),
+// the epoch history and the snapshot a member resyncs from.
+const (
+	PathOpLog      = "/v1/oplog"
+	PathOpLogEpoch = "/v1/oplog/epochs"
+	PathOpLogSnap  = "/v1/oplog/snapshot"
+)
 
 // Heartbeat is what a chunkserver reports to the tracker (OpHeartbeat,
 // which answers with a HeartbeatReply).

@@ -1,0 +1,112 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Leaders is the metaserver address list of a client or daemon, with the
+// current guess of the leader. One address is the embedded mode; with
+// several (metaserver failover) a NOTLEADER answer names the leader, and
+// an unreachable one moves the guess to the next address.
+type Leaders struct {
+	mu    sync.Mutex
+	addrs []string
+	cur   int
+}
+
+// ParseLeaders parses a comma-separated list of host:port.
+func ParseLeaders(list string) (*Leaders, error) {
+	var addrs []string
+	for _, a := range strings.Split(list, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("metaserver address %q: %v", a, err)
+		}
+		if !slices.Contains(addrs, a) {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("no metaserver address in %q", list)
+	}
+	return &Leaders{addrs: addrs}, nil
+}
+
+// Addr is the current guess of the leader's address.
+func (l *Leaders) Addr() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.addrs[l.cur]
+}
+
+// All is every known address.
+func (l *Leaders) All() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.addrs)
+}
+
+// Failed moves the guess after addr answered err: to the leader a
+// NOTLEADER names (added to the list if new), else to the next address.
+// It reports whether another address is worth trying at once.
+func (l *Leaders) Failed(addr string, err error) bool {
+	var we *Error
+	hint := ""
+	if errors.As(err, &we) && we.Code == CodeNotLeader {
+		hint = we.Leader
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if hint != "" && hint != addr {
+		i := slices.Index(l.addrs, hint)
+		if i < 0 {
+			l.addrs = append(l.addrs, hint)
+			i = len(l.addrs) - 1
+		}
+		l.cur = i
+		return true
+	}
+	if len(l.addrs) == 1 {
+		return false
+	}
+	if l.addrs[l.cur] == addr {
+		l.cur = (l.cur + 1) % len(l.addrs)
+	}
+	return true
+}
+
+// leaderFailure reports whether err means "try another metaserver".
+func leaderFailure(err error) bool {
+	return errors.Is(err, ErrNotLeader) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrStaleEpoch)
+}
+
+// CallLeader is CallID to the leader: on NOTLEADER or an unreachable
+// metaserver it tries the next guess, at most once per known address
+// (plus one for a named leader), and returns the last error. Callers
+// retry that with backoff, as any transient error.
+func CallLeader(ctx context.Context, hc *fasthttp.Client, l *Leaders, path, secret, reqID string, req, resp any) error {
+	tries := len(l.All()) + 1
+	var err error
+	for range tries {
+		addr := l.Addr()
+		err = CallID(ctx, hc, addr, path, secret, reqID, req, resp)
+		if err == nil || !leaderFailure(err) || ctx.Err() != nil {
+			return err
+		}
+		if !l.Failed(addr, err) {
+			return err
+		}
+	}
+	return err
+}

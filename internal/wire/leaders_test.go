@@ -1,0 +1,89 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+func TestParseLeaders(t *testing.T) {
+	l, err := ParseLeaders(" a:1, b:2,a:1,,c:3 ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.All(); len(got) != 3 || got[0] != "a:1" || got[2] != "c:3" {
+		t.Fatalf("All = %v", got)
+	}
+	for _, bad := range []string{"", ",", "nohost", "a:1,b"} {
+		if _, err := ParseLeaders(bad); err == nil {
+			t.Errorf("ParseLeaders(%q) accepted", bad)
+		}
+	}
+}
+
+func TestLeadersFailed(t *testing.T) {
+	l, _ := ParseLeaders("a:1,b:2,c:3")
+	// Unreachable: the next address.
+	if !l.Failed("a:1", Errorf(ErrUnavailable, "down")) || l.Addr() != "b:2" {
+		t.Fatalf("after a failure: %s", l.Addr())
+	}
+	// A stale failure report of an address no longer current moves nothing.
+	l.Failed("a:1", Errorf(ErrUnavailable, "down"))
+	if l.Addr() != "b:2" {
+		t.Fatalf("stale report moved the guess to %s", l.Addr())
+	}
+	// NOTLEADER naming the leader: straight there, new addresses learnt.
+	if !l.Failed("b:2", &Error{Code: CodeNotLeader, Leader: "d:4"}) || l.Addr() != "d:4" {
+		t.Fatalf("hint not followed: %s", l.Addr())
+	}
+	if len(l.All()) != 4 {
+		t.Fatalf("hinted address not added: %v", l.All())
+	}
+	// One address: nothing else to try.
+	one, _ := ParseLeaders("a:1")
+	if one.Failed("a:1", Errorf(ErrUnavailable, "down")) {
+		t.Fatal("a single address reported another to try")
+	}
+	if errors.Is(&Error{Code: CodeNotLeader, Leader: "x:1"}, ErrNotLeader) != true {
+		t.Fatal("NOTLEADER with a hint does not match the sentinel")
+	}
+}
+
+// TestCallLeaderFollowsHint: the first metaserver refuses naming the
+// second, which answers.
+func TestCallLeaderFollowsHint(t *testing.T) {
+	second := serve(t, func(rc *fasthttp.RequestCtx) {
+		if string(rc.Request.Header.Peek(HeaderRequestID)) != "r1" {
+			ReplyError(rc, Errorf(ErrInvalid, "no request id"))
+			return
+		}
+		ReplyJSON(rc, map[string]int{"ok": 1})
+	})
+	first := serve(t, func(rc *fasthttp.RequestCtx) {
+		ReplyError(rc, &Error{Code: CodeNotLeader, Msg: "follower", Leader: second})
+	})
+	l, _ := ParseLeaders(first)
+	var got map[string]int
+	if err := CallLeader(context.Background(), &fasthttp.Client{}, l, "/x", "", "r1", struct{}{}, &got); err != nil || got["ok"] != 1 {
+		t.Fatalf("CallLeader: %v, %v", got, err)
+	}
+	if l.Addr() != second {
+		t.Fatalf("guess stayed at %s", l.Addr())
+	}
+}
+
+// serve runs handler on a loopback port until the test ends.
+func serve(t *testing.T, handler fasthttp.RequestHandler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: handler}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown() })
+	return ln.Addr().String()
+}
