@@ -137,6 +137,23 @@ func (s *Server) handleBlock(ctx *fasthttp.RequestCtx, name string) {
 	case fasthttp.MethodPut:
 		s.putBlock(ctx, id)
 	case fasthttp.MethodDelete:
+		if h := ctx.Request.Header.Peek(wire.HeaderEpoch); h != nil {
+			e, err := strconv.ParseUint(string(h), 10, 64)
+			if err != nil {
+				wire.ReplyError(ctx, wire.Errorf(wire.ErrInvalid, "chunkserver: %s %q", wire.HeaderEpoch, truncate(string(h), 40)))
+				return
+			}
+			ok, err := s.fence.admit(e)
+			if err != nil {
+				s.replyStoreError(ctx, err)
+				return
+			}
+			if !ok {
+				wire.ReplyError(ctx, wire.Errorf(wire.ErrStaleEpoch,
+					"chunkserver: delete of %s under metaserver epoch %d; epoch %d leads", wire.BlockName(id), e, s.fence.current()))
+				return
+			}
+		}
 		s.tombs.add(id)
 		if err := s.store.Delete(context.Background(), id); err != nil {
 			s.replyStoreError(ctx, err)

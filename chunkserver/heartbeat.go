@@ -68,6 +68,11 @@ func (s *Server) sendHeartbeat(ctx context.Context) error {
 	if reply.Group.ID != s.cfg.Group {
 		return fmt.Errorf("tracker answered for group %d, we are in group %d", reply.Group.ID, s.cfg.Group)
 	}
+	if ok, err := s.fence.admit(reply.Epoch); err != nil {
+		return err
+	} else if !ok {
+		return wire.Errorf(wire.ErrStaleEpoch, "tracker answered under epoch %d; epoch %d leads", reply.Epoch, s.fence.current())
+	}
 	old := s.followers.currentView()
 	v := viewOf(reply.Group, s.id)
 	s.followers.setView(v)

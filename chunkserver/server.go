@@ -85,6 +85,7 @@ type Server struct {
 	srv     *fasthttp.Server
 	hc      *fasthttp.Client // heartbeats
 	leaders *wire.Leaders    // the metaservers, with Config.Meta
+	fence   *epochFence      // newest metaserver epoch seen
 	crc     *crc32.Table
 	born    time.Time      // when New ran: followers that never fetched count from here
 	svc     consul.Service // how Run registers in Consul, with Config.Consul
@@ -136,6 +137,9 @@ func New(cfg Config) (*Server, error) {
 	}()
 	var err error
 	if s.lock, err = lockDir(cfg.Dir); err != nil {
+		return nil, err
+	}
+	if s.fence, err = loadEpochFence(cfg.Dir); err != nil {
 		return nil, err
 	}
 	s.id = cfg.ID

@@ -222,4 +222,4 @@ func (f *fetcher) raw(ctx context.Context, addr, path string) ([]byte, string, e
 }
 
 // headerEpoch carries the leader's epoch on op-log answers.
-const headerEpoch = "X-Reelfs-Epoch"
+const headerEpoch = wire.HeaderEpoch

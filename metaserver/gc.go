@@ -44,6 +44,9 @@ type collector struct {
 	// leader reports whether this metaserver may change the namespace
 	// (always, without failover).
 	leader func() bool
+	// epoch is the epoch block deletes are sent under (0 without
+	// failover).
+	epoch func() uint64
 
 	// mu guards retry: per block, when it may next be tried and how many
 	// rounds failed.
@@ -63,6 +66,7 @@ func newCollector(c *core, secret string, grace time.Duration, keep int, log *sl
 		grace:  grace,
 		keep:   uint64(keep),
 		leader: func() bool { return true },
+		epoch:  func() uint64 { return 0 },
 		retry:  make(map[uint64]retryState),
 		blocks: blockclient.New(blockclient.Config{
 			Name: "reelfs-metaserver", Secret: secret, Timeout: peerTimeout, MaxBody: wire.MaxRPCBody,
@@ -185,7 +189,7 @@ func (g *collector) deleteEverywhere(ctx context.Context, id uint64, addrs []str
 func (g *collector) deleteBlock(ctx context.Context, addr string, id uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
-	err := g.blocks.Delete(ctx, addr, id)
+	err := g.blocks.DeleteEpoch(ctx, addr, id, g.epoch())
 	if err != nil && !errors.Is(err, wire.ErrNotFound) {
 		return fmt.Errorf("delete %s on %s: %w", wire.BlockName(id), addr, err)
 	}

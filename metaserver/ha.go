@@ -137,6 +137,13 @@ func (h *ha) state(ctx context.Context) (*haState, uint64, error) {
 	return &st, idx, nil
 }
 
+// currentEpoch is the epoch this node leads or follows.
+func (h *ha) currentEpoch() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.epoch
+}
+
 // isLeader reports whether this node serves, and the leader it knows.
 func (h *ha) isLeader() (bool, string) {
 	h.mu.Lock()

@@ -231,6 +231,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.ha.metrics = newHAMetrics(s.metrics.reg, s.ha)
 		s.gc.leader = func() bool { ok, _ := s.ha.isLeader(); return ok }
+		s.gc.epoch = s.ha.currentEpoch
 	}
 	s.ops = s.opTable()
 	s.srv = &fasthttp.Server{
@@ -561,7 +562,13 @@ func (s *Server) opTable() map[string]*opEntry {
 			}
 			return r, nil
 		}),
-		wire.OpHeartbeat:    call(c.heartbeat),
+		wire.OpHeartbeat: call(func(ctx context.Context, m *wire.Member) (wire.HeartbeatReply, error) {
+			r, err := c.heartbeat(ctx, m)
+			if s.ha != nil {
+				r.Epoch = s.ha.currentEpoch()
+			}
+			return r, err
+		}),
 		wire.OpRemoveMember: exec(c.removeMember),
 	}
 	ops := make(map[string]*opEntry, len(handlers))

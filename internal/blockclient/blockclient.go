@@ -171,12 +171,22 @@ func (c *Client) GetBlock(ctx context.Context, addr string, id uint64, size uint
 
 // Delete removes block id on addr. An absent block is wire.ErrNotFound.
 func (c *Client) Delete(ctx context.Context, addr string, id uint64) error {
+	return c.DeleteEpoch(ctx, addr, id, 0)
+}
+
+// DeleteEpoch is Delete sent under a metaserver epoch (0: none): the
+// chunkserver refuses it when it has seen a newer one, so a deposed
+// leader deletes nothing.
+func (c *Client) DeleteEpoch(ctx context.Context, addr string, id, epoch uint64) error {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	req.SetRequestURI("http://" + addr + wire.PathBlock + wire.BlockName(id))
 	req.Header.SetMethod(fasthttp.MethodDelete)
+	if epoch != 0 {
+		req.Header.Set(wire.HeaderEpoch, strconv.FormatUint(epoch, 10))
+	}
 	if err := c.do(ctx, req, resp); err != nil {
 		return fmt.Errorf("delete %s on %s: %w", wire.BlockName(id), addr, err)
 	}

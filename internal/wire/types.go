@@ -410,7 +410,14 @@ type Group struct {
 // in-sync set (which its PUTs wait for).
 type HeartbeatReply struct {
 	Group Group `json:"group"`
+	// Epoch is the metaserver leader's epoch (failover; 0 without it). A
+	// chunkserver refuses block deletes sent under an older one.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
+
+// HeaderEpoch carries the metaserver epoch on a block delete, and on the
+// answers of the leader's op-log endpoints.
+const HeaderEpoch = "X-Reelfs-Epoch"
 
 // RemoveMemberReq removes a member from its group (OpRemoveMember): the
 // tracker forgets it and drops it from the in-sync set, so the deletion
