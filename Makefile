@@ -7,7 +7,7 @@ MNT     ?= ./mnt
 .PHONY: build run test unit e2e bench fuzz deps lint clean consul
 
 build:
-	$(GO) build -o $(BIN) ./cmd/reelfs
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/reelfs
 
 # Start metaserver + 2 chunkservers + httpd + FUSE mount in the foreground.
 run: build

@@ -3,18 +3,18 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/reelfs/reelfs/client"
 	"github.com/reelfs/reelfs/internal/wire"
@@ -24,9 +24,10 @@ import (
 type clientOpts struct {
 	meta   string
 	secret string
+	retry  time.Duration // how long calls retry an unreachable cluster (0: 10 s)
 }
 
-func defineClientFlags(fs *flag.FlagSet, e *env) *clientOpts {
+func defineClientFlags(fs *pflag.FlagSet, e *env) *clientOpts {
 	o := &clientOpts{}
 	meta := e.getenv("REELFS_META")
 	if meta == "" {
@@ -43,6 +44,9 @@ func (o *clientOpts) connect(e *env) (*client.Client, error) {
 	cfg.Meta = o.meta
 	cfg.Secret = o.secret
 	cfg.RetryTimeout = 10 * time.Second
+	if o.retry > 0 {
+		cfg.RetryTimeout = o.retry
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	return client.New(cfg)
 }
@@ -94,7 +98,7 @@ func describe(p string, err error) error {
 func putCommand() command {
 	return command{
 		name: "put", usage: "LOCAL REMOTE", summary: "copy a local file into reelfs (REMOTE may be a directory; LOCAL - reads stdin)",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			o := defineClientFlags(fs, e)
 			progress := fs.Bool("progress", isTerminal(e.stderr), "show progress (default: when stderr is a terminal)")
 			return func(ctx context.Context, args []string) error {
@@ -155,7 +159,7 @@ func put(ctx context.Context, c *client.Client, e *env, local, remote string, pr
 func getCommand() command {
 	return command{
 		name: "get", usage: "REMOTE [LOCAL]", summary: "copy a file out of reelfs (LOCAL defaults to the base name; - writes stdout)",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			o := defineClientFlags(fs, e)
 			progress := fs.Bool("progress", isTerminal(e.stderr), "show progress (default: when stderr is a terminal)")
 			return func(ctx context.Context, args []string) error {
@@ -218,7 +222,7 @@ func get(ctx context.Context, c *client.Client, e *env, src, local string, progr
 func catCommand() command {
 	return command{
 		name: "cat", usage: "REMOTE...", summary: "write files to stdout",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			o := defineClientFlags(fs, e)
 			return func(ctx context.Context, args []string) error {
 				if len(args) == 0 {
@@ -240,14 +244,18 @@ func catCommand() command {
 func lsCommand() command {
 	return command{
 		name: "ls", usage: "[PATH...]", summary: "list directories (-l for details)",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			o := defineClientFlags(fs, e)
-			long := fs.Bool("l", false, "long listing: mode, links, owner, size, mtime")
+			long := fs.BoolP("long", "l", false, "long listing: mode, links, owner, size, mtime")
+			asJSON := fs.Bool("json", false, "print a JSON array of entries (path, name, type, mode, size, times, ...)")
 			return func(ctx context.Context, args []string) error {
 				if len(args) == 0 {
 					args = []string{"/"}
 				}
 				return o.with(e, func(c *client.Client) error {
+					if *asJSON {
+						return lsJSON(ctx, c, e, args)
+					}
 					tw := tabwriter.NewWriter(e.stdout, 0, 8, 1, ' ', tabwriter.AlignRight*0)
 					defer tw.Flush()
 					for _, a := range args {
@@ -314,9 +322,9 @@ func modeString(m uint32) string {
 func mkdirCommand() command {
 	return command{
 		name: "mkdir", usage: "PATH...", summary: "make directories (-p: parents too, no error if existing)",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			o := defineClientFlags(fs, e)
-			parents := fs.Bool("p", false, "make parent directories as needed")
+			parents := fs.BoolP("parents", "p", false, "make parent directories as needed")
 			return func(ctx context.Context, args []string) error {
 				if len(args) == 0 {
 					return usageError("want at least one PATH")
@@ -348,9 +356,9 @@ func mkdirCommand() command {
 func rmCommand() command {
 	return command{
 		name: "rm", usage: "PATH...", summary: "remove files (-r: directories and their contents)",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			o := defineClientFlags(fs, e)
-			recursive := fs.Bool("r", false, "remove directories and their contents")
+			recursive := fs.BoolP("recursive", "r", false, "remove directories and their contents")
 			return func(ctx context.Context, args []string) error {
 				if len(args) == 0 {
 					return usageError("want at least one PATH")
@@ -375,7 +383,7 @@ func rmCommand() command {
 func mvCommand() command {
 	return command{
 		name: "mv", usage: "FROM TO", summary: "rename or move a file or directory",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			o := defineClientFlags(fs, e)
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 2 {
@@ -396,23 +404,32 @@ func mvCommand() command {
 func statCommand() command {
 	return command{
 		name: "stat", usage: "PATH...", summary: "show inode attributes",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			o := defineClientFlags(fs, e)
+			asJSON := fs.Bool("json", false, "print a JSON array, one object per PATH")
 			return func(ctx context.Context, args []string) error {
 				if len(args) == 0 {
 					return usageError("want at least one PATH")
 				}
 				return o.with(e, func(c *client.Client) error {
+					var out []entryJSON
 					for _, a := range args {
 						p := remotePath(a)
 						at, err := c.Resolve(ctx, p)
 						if err != nil {
 							return describe(p, err)
 						}
+						if *asJSON {
+							out = append(out, newEntryJSON(p, at))
+							continue
+						}
 						fmt.Fprintf(e.stdout, "  Path: %s\n  Inode: %d  Mode: %s (%04o)  Links: %d\n  Uid: %d  Gid: %d  Size: %d  Version: %d\n"+
 							"  Access: %s\n  Modify: %s\n  Change: %s\n",
 							p, at.Ino, modeString(at.Mode), at.Mode&wire.ModePerm, at.Nlink, at.Uid, at.Gid, at.Size, at.Version,
 							fmtTime(at.Atime), fmtTime(at.Mtime), fmtTime(at.Ctime))
+					}
+					if *asJSON {
+						return writeJSON(e.stdout, out)
 					}
 					return nil
 				})
@@ -424,7 +441,7 @@ func statCommand() command {
 func rmMemberCommand() command {
 	return command{
 		name: "rmmember", usage: "GROUP ID", summary: "retire a chunkserver whose disk is gone: placement, the in-sync set and deletes stop waiting for it",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			o := defineClientFlags(fs, e)
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 2 {
@@ -446,58 +463,61 @@ func rmMemberCommand() command {
 	}
 }
 
-func fmtTime(ns int64) string { return time.Unix(0, ns).Format("2006-01-02 15:04:05.000000000 -0700") }
-
-func statusCommand() command {
-	return command{
-		name: "status", usage: "", summary: "show groups, chunkservers, capacity and health",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
-			o := defineClientFlags(fs, e)
-			return func(ctx context.Context, args []string) error {
-				return o.with(e, func(c *client.Client) error {
-					st, err := c.StatFS(ctx)
-					if err != nil {
-						return describe(o.meta, err)
-					}
-					groups, err := c.Groups(ctx)
-					if err != nil {
-						return describe(o.meta, err)
-					}
-					fmt.Fprintf(e.stdout, "metaserver %s: %d inodes, capacity %s, free %s, %d healthy groups\n\n",
-						o.meta, st.Files, human(st.Total), human(st.Free), st.Groups)
-					sort.Slice(groups, func(i, j int) bool { return groups[i].ID < groups[j].ID })
-					for _, g := range groups {
-						isr := strings.Join(g.ISR, ", ")
-						if isr == "" {
-							isr = "none"
-						}
-						fmt.Fprintf(e.stdout, "group %d: in-sync set [%s] (version %d), min-copies %d, %s\n",
-							g.ID, isr, g.ISRVersion, g.MinCopies, groupState(g))
-					}
-					fmt.Fprintln(e.stdout)
-					tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
-					fmt.Fprintln(tw, "GROUP\tCHUNKSERVER\tADDR\tHEALTH\tSTATE\tLAG\tCAPACITY\tFREE\tUSED\tBLOCKS\tLOAD\tSEQ\tSCRUB\tLAST SEEN")
-					for _, g := range groups {
-						for _, m := range g.Members {
-							health := "healthy"
-							if !m.Healthy {
-								health = "DOWN"
-							}
-							seen := "never"
-							if m.LastSeen != 0 {
-								seen = time.Since(time.Unix(0, m.LastSeen)).Round(time.Second).String() + " ago"
-							}
-							fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", g.ID, m.ID, m.Addr, health,
-								memberState(m), memberLag(g, m), human(m.Capacity), human(m.Free), human(m.Used), m.Blocks, m.Load, m.Seq,
-								scrubState(m.Scrub), seen)
-						}
-					}
-					return tw.Flush()
-				})
-			}
-		},
-	}
+// entryJSON is a file as ls --json and stat --json print it.
+type entryJSON struct {
+	Path    string    `json:"path"`
+	Name    string    `json:"name"`
+	Type    string    `json:"type"` // file, dir, symlink, fifo, socket, char or block
+	Mode    string    `json:"mode"` // as ls -l shows it
+	Perm    uint32    `json:"perm"` // permission bits
+	Ino     uint64    `json:"ino"`
+	Nlink   uint32    `json:"nlink"`
+	Uid     uint32    `json:"uid"`
+	Gid     uint32    `json:"gid"`
+	Size    uint64    `json:"size"`
+	Version uint64    `json:"version"`
+	Atime   time.Time `json:"atime"`
+	Mtime   time.Time `json:"mtime"`
+	Ctime   time.Time `json:"ctime"`
 }
+
+func newEntryJSON(p string, a wire.Attr) entryJSON {
+	t := map[uint32]string{wire.ModeDir: "dir", wire.ModeSymlink: "symlink", wire.ModeFIFO: "fifo",
+		wire.ModeSocket: "socket", wire.ModeChar: "char", wire.ModeBlock: "block"}[a.Mode&wire.ModeType]
+	if t == "" {
+		t = "file"
+	}
+	return entryJSON{Path: p, Name: path.Base(p), Type: t, Mode: modeString(a.Mode), Perm: a.Mode & wire.ModePerm,
+		Ino: a.Ino, Nlink: a.Nlink, Uid: a.Uid, Gid: a.Gid, Size: a.Size, Version: a.Version,
+		Atime: time.Unix(0, a.Atime).UTC(), Mtime: time.Unix(0, a.Mtime).UTC(), Ctime: time.Unix(0, a.Ctime).UTC()}
+}
+
+// lsJSON prints one JSON array of the entries of every directory in args
+// (a file stands for itself).
+func lsJSON(ctx context.Context, c *client.Client, e *env, args []string) error {
+	out := []entryJSON{}
+	for _, a := range args {
+		p := remotePath(a)
+		attr, err := c.Resolve(ctx, p)
+		if err != nil {
+			return describe(p, err)
+		}
+		if !attr.IsDir() {
+			out = append(out, newEntryJSON(p, attr))
+			continue
+		}
+		entries, err := c.ReadDirAll(ctx, attr.Ino)
+		if err != nil {
+			return describe(p, err)
+		}
+		for _, de := range entries {
+			out = append(out, newEntryJSON(path.Join(p, de.Name), de.Attr))
+		}
+	}
+	return writeJSON(e.stdout, out)
+}
+
+func fmtTime(ns int64) string { return time.Unix(0, ns).Format("2006-01-02 15:04:05.000000000 -0700") }
 
 // groupState says whether a group takes new blocks.
 func groupState(g wire.Group) string {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/reelfs/reelfs/chunkserver"
@@ -23,7 +23,7 @@ import (
 )
 
 // logFlags adds --log-level and returns a constructor for the logger.
-func logFlags(fs *flag.FlagSet, e *env) func() *slog.Logger {
+func logFlags(fs *pflag.FlagSet, e *env) func() *slog.Logger {
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format: text or json")
 	return func() *slog.Logger {
@@ -42,7 +42,7 @@ func logFlags(fs *flag.FlagSet, e *env) func() *slog.Logger {
 // consulFlag adds --consul, the local Consul agent's HTTP address; its
 // default is $CONSUL_HTTP_ADDR, Consul's own convention. Empty runs without
 // Consul (the embedded mode).
-func consulFlag(fs *flag.FlagSet, e *env) *string {
+func consulFlag(fs *pflag.FlagSet, e *env) *string {
 	return fs.String("consul", e.getenv("CONSUL_HTTP_ADDR"),
 		"Consul agent HTTP address (host:port or URL): register this daemon with a health check and deregister on exit (env CONSUL_HTTP_ADDR; empty: no Consul)")
 }
@@ -58,14 +58,14 @@ func newConsul(addr string, log *slog.Logger) (*consul.Client, error) {
 	return consul.New(cfg)
 }
 
-func secretFlag(fs *flag.FlagSet, e *env) *string {
+func secretFlag(fs *pflag.FlagSet, e *env) *string {
 	return fs.String("secret", e.getenv("REELFS_SECRET"), "cluster secret: internal calls and writes need it, reads need signed URLs (env REELFS_SECRET)")
 }
 
 func metaCommand() command {
 	return command{
 		name: "meta", usage: "", summary: "run a metaserver (namespace, tracker, GC)",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			cfg := metaserver.DefaultConfig()
 			fs.StringVar(&cfg.Dir, "dir", "./data/meta", "directory of the namespace database")
 			fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "listen address")
@@ -75,6 +75,9 @@ func metaCommand() command {
 			fs.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", cfg.HeartbeatTimeout, "a chunkserver silent this long is not chosen and leaves its group's in-sync set")
 			fs.DurationVar(&cfg.ReplicaLagTime, "replica-lag-time", cfg.ReplicaLagTime, "a chunkserver not caught up with an in-sync peer's binlog for this long leaves the in-sync set")
 			fs.Uint64Var(&cfg.ReplicaLagBytes, "replica-lag-bytes", cfg.ReplicaLagBytes, "a chunkserver this many bytes behind an in-sync peer leaves the in-sync set (0: no bound)")
+			fs.BoolVar(&cfg.HA, "ha", false, "run as one of several metaservers with failover (needs --consul): the holder of the Consul lock leads, the others follow its op log")
+			fs.StringVar(&cfg.HAPrefix, "ha-prefix", cfg.HAPrefix, "Consul KV prefix of the leader lock and the failover state (one per cluster)")
+			fs.DurationVar(&cfg.HALag, "ha-lag", cfg.HALag, "a follower metaserver not caught up for this long leaves the in-sync set (answers stop waiting for it)")
 			consulAddr := consulFlag(fs, e)
 			secret := secretFlag(fs, e)
 			logger := logFlags(fs, e)
@@ -98,7 +101,7 @@ func metaCommand() command {
 func chunkCommand() command {
 	return command{
 		name: "chunk", usage: "", summary: "run a chunkserver (block store of one group member)",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			cfg := chunkserver.DefaultConfig()
 			fs.StringVar(&cfg.Dir, "dir", "./data/chunk", "directory of the block store")
 			fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "listen address")
@@ -128,7 +131,7 @@ func chunkCommand() command {
 }
 
 // replicationFlags declares the chunkserver's replication knobs.
-func replicationFlags(fs *flag.FlagSet, cfg *chunkserver.Config) {
+func replicationFlags(fs *pflag.FlagSet, cfg *chunkserver.Config) {
 	fs.IntVar(&cfg.MinCopies, "min-copies", cfg.MinCopies, "a PUT is acknowledged only when every in-sync member holds the block, and never with fewer than this many copies; a group with fewer in-sync members takes no new blocks")
 	fs.DurationVar(&cfg.AckTimeout, "ack-timeout", cfg.AckTimeout, "how long a PUT waits for the in-sync set before it fails (the client retries)")
 	fs.DurationVar(&cfg.ShipWait, "ship-wait", cfg.ShipWait, "long-poll wait of a fetch of a peer's binlog")
@@ -149,7 +152,7 @@ func envOr(e *env, key, def string) string {
 func httpdCommand() command {
 	return command{
 		name: "httpd", usage: "", summary: "serve the namespace over HTTP for players (ranges, listings, player page)",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			cfg := httpd.DefaultConfig()
 			o := defineClientFlags(fs, e)
 			fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "listen address")
@@ -180,7 +183,7 @@ func httpdCommand() command {
 }
 
 // mountFlags are the options of a FUSE mount shared by mount and server.
-func mountFlags(fs *flag.FlagSet) *fusefs.Options {
+func mountFlags(fs *pflag.FlagSet) *fusefs.Options {
 	opt := fusefs.DefaultOptions()
 	fs.DurationVar(&opt.EntryTimeout, "entry-timeout", opt.EntryTimeout, "kernel cache time of names")
 	fs.DurationVar(&opt.AttrTimeout, "attr-timeout", opt.AttrTimeout, "kernel cache time of attributes")
@@ -191,7 +194,7 @@ func mountFlags(fs *flag.FlagSet) *fusefs.Options {
 func mountCommand() command {
 	return command{
 		name: "mount", usage: "MOUNTPOINT", summary: "mount the cluster as a POSIX filesystem (FUSE) until SIGINT/SIGTERM",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			o := defineClientFlags(fs, e)
 			opt := mountFlags(fs)
 			logger := logFlags(fs, e)
@@ -234,7 +237,7 @@ func waitMount(ctx context.Context, m *fusefs.FS) error {
 func umountCommand() command {
 	return command{
 		name: "umount", usage: "MOUNTPOINT", summary: "unmount, also a mount point left behind by a killed client (lazy unmount)",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 1 {
 					return usageError("want MOUNTPOINT")
@@ -248,7 +251,7 @@ func umountCommand() command {
 func signCommand() command {
 	return command{
 		name: "sign", usage: "PATH", summary: "print a signed URL for PATH (reads need one when a secret is set)",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			secret := secretFlag(fs, e)
 			ttl := fs.Duration("ttl", time.Hour, "how long the URL stays valid")
 			base := fs.String("base", "http://"+defaultHTTP, "base URL of the httpd")
@@ -269,7 +272,7 @@ func signCommand() command {
 func serverCommand() command {
 	return command{
 		name: "server", usage: "", summary: "run everything in one process: metaserver, a group of 2 chunkservers, httpd and (with --mount) a FUSE mount",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			dir := fs.String("dir", "./data", "directory for all data (meta/, chunk1/, chunk2/)")
 			metaAddr := fs.String("meta-listen", defaultMeta, "metaserver listen address")
 			nChunks := fs.Int("chunkservers", 2, "chunkservers in the group (each keeps a copy of every block)")

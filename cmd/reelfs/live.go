@@ -2,10 +2,11 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/reelfs/reelfs/client"
 	"github.com/reelfs/reelfs/live"
@@ -23,7 +24,7 @@ type liveOpts struct {
 	burst                                      int
 }
 
-func defineLiveFlags(fs *flag.FlagSet, e *env, prefix string) *liveOpts {
+func defineLiveFlags(fs *pflag.FlagSet, e *env, prefix string) *liveOpts {
 	o := &liveOpts{}
 	what := "HTTP address of WHIP/WHEP signalling and the live pages"
 	if prefix != "" {
@@ -64,7 +65,7 @@ func liveBanner(s *live.Server) string {
 func liveCommand() command {
 	return command{
 		name: "live", usage: "", summary: "run the WebRTC server: WHIP in, WHEP out, streams recorded into reelfs while live",
-		define: func(fs *flag.FlagSet, e *env) runFunc {
+		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			co := defineClientFlags(fs, e)
 			lo := defineLiveFlags(fs, e, "")
 			httpBase := fs.String("http-base", "http://"+defaultHTTP, "base URL of the httpd that serves recordings (for links)")
