@@ -97,15 +97,27 @@ func describe(p string, err error) error {
 
 func putCommand() command {
 	return command{
-		name: "put", usage: "LOCAL REMOTE", summary: "copy a local file into reelfs (REMOTE may be a directory; LOCAL - reads stdin)",
+		name: "put", usage: "LOCAL REMOTE", summary: "copy a local file into reelfs (REMOTE may be a directory; LOCAL - reads stdin; -r: a tree)",
+		long: "put -r LOCALDIR REMOTEDIR copies the tree under LOCALDIR into REMOTEDIR (made when missing),\n" +
+			"like rsync -r LOCALDIR/ REMOTEDIR/: a re-run skips every file whose size and sha256 are the\n" +
+			"same on both sides. put records each file's sha256 in the xattr " + sumXattr + ", so the\n" +
+			"check reads only the local copy; a remote file without it (written by the mount or HTTP) is read.",
 		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			o := defineClientFlags(fs, e)
 			progress := fs.Bool("progress", isTerminal(e.stderr), "show progress (default: when stderr is a terminal)")
+			recursive := fs.BoolP("recursive", "r", false, "copy a directory tree, skipping files already identical")
+			parallel := fs.Int("parallel", 8, "files in flight at once with -r")
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 2 {
 					return usageError("want LOCAL and REMOTE")
 				}
+				if *parallel < 1 {
+					return usageError("--parallel wants at least 1")
+				}
 				return o.with(e, func(c *client.Client) error {
+					if *recursive {
+						return putTree(ctx, c, e, args[0], remotePath(args[1]), *parallel, *progress)
+					}
 					return put(ctx, c, e, args[0], args[1], *progress)
 				})
 			}
@@ -128,7 +140,7 @@ func put(ctx context.Context, c *client.Client, e *env, local, remote string, pr
 			return err
 		}
 		if st.IsDir() {
-			return fmt.Errorf("%s: is a directory", local)
+			return fmt.Errorf("%s: is a directory (put -r copies a tree)", local)
 		}
 		src, size, name = f, st.Size(), filepath.Base(local)
 	}
@@ -143,34 +155,37 @@ func put(ctx context.Context, c *client.Client, e *env, local, remote string, pr
 		return describe(dst, err)
 	}
 	bar := newProgress(e.stderr, progress, size, "put "+dst)
-	_, err = io.CopyBuffer(io.MultiWriter(f.IO(ctx), bar), src, make([]byte, 4<<20))
+	err = writeAndRecord(ctx, c, f, src, size, bar)
 	bar.finish()
-	if err != nil {
-		f.Close(ctx)
-		return describe(dst, err)
-	}
-	if err := f.Sync(ctx); err != nil {
-		f.Close(ctx)
-		return describe(dst, err)
-	}
-	return describe(dst, f.Close(ctx))
+	return describe(dst, err)
 }
 
 func getCommand() command {
 	return command{
-		name: "get", usage: "REMOTE [LOCAL]", summary: "copy a file out of reelfs (LOCAL defaults to the base name; - writes stdout)",
+		name: "get", usage: "REMOTE [LOCAL]", summary: "copy a file out of reelfs (LOCAL defaults to the base name; - writes stdout; -r: a tree)",
+		long: "get -r REMOTEDIR LOCALDIR copies the tree under REMOTEDIR into LOCALDIR (made when missing),\n" +
+			"like rsync -r REMOTEDIR/ LOCALDIR/: a re-run skips every file whose size and sha256 are the\n" +
+			"same on both sides (the remote sha256 comes from the xattr " + sumXattr + " that put records).",
 		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			o := defineClientFlags(fs, e)
 			progress := fs.Bool("progress", isTerminal(e.stderr), "show progress (default: when stderr is a terminal)")
+			recursive := fs.BoolP("recursive", "r", false, "copy a directory tree, skipping files already identical")
+			parallel := fs.Int("parallel", 8, "files in flight at once with -r")
 			return func(ctx context.Context, args []string) error {
 				if len(args) < 1 || len(args) > 2 {
 					return usageError("want REMOTE [LOCAL]")
+				}
+				if *parallel < 1 {
+					return usageError("--parallel wants at least 1")
 				}
 				local := path.Base(remotePath(args[0]))
 				if len(args) == 2 {
 					local = args[1]
 				}
 				return o.with(e, func(c *client.Client) error {
+					if *recursive {
+						return getTree(ctx, c, e, remotePath(args[0]), local, *parallel, *progress)
+					}
 					return get(ctx, c, e, remotePath(args[0]), local, *progress)
 				})
 			}

@@ -43,6 +43,14 @@ func (p *progress) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// add counts n bytes that were not written through p (a file skipped
+// as identical).
+func (p *progress) add(n int64) {
+	if p.bar != nil {
+		p.bar.Add64(n)
+	}
+}
+
 func (p *progress) finish() {
 	if p.bar != nil {
 		p.bar.Finish()
