@@ -25,7 +25,7 @@ type fetcher struct {
 }
 
 const (
-	fetchWait     = 5 * time.Second
+	fetchWait     = 2 * time.Second
 	fetchMaxBytes = 4 << 20
 	fetchMaxItems = 4096
 )
@@ -67,7 +67,12 @@ func (f *fetcher) run(ctx context.Context) {
 		h.mu.Lock()
 		h.epoch, h.leaderAddr = st.Epoch, st.Leader
 		h.mu.Unlock()
-		err = f.follow(ctx, st)
+		// Stop following as soon as Consul names another leader: a
+		// stopped (not dead) leader would hold a fetch for its whole wait.
+		fctx, cancel := context.WithCancel(ctx)
+		go f.watchState(fctx, cancel, st, e.Index)
+		err = f.follow(fctx, st)
+		cancel()
 		index = 0
 		if ctx.Err() != nil {
 			return
@@ -78,6 +83,24 @@ func (f *fetcher) run(ctx context.Context) {
 			lastErr = msg
 		}
 		sleepCtx(ctx, min(time.Duration(failures)*50*time.Millisecond, time.Second))
+	}
+}
+
+// watchState cancels the follow of st when the state record names
+// another epoch or leader.
+func (f *fetcher) watchState(ctx context.Context, cancel context.CancelFunc, st haState, index uint64) {
+	for ctx.Err() == nil {
+		var now haState
+		e, err := f.h.cc.WaitJSON(ctx, f.h.key, index, &now)
+		if err != nil {
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		index = e.Index
+		if !e.Found || now.Epoch != st.Epoch || now.Leader != st.Leader {
+			cancel()
+			return
+		}
 	}
 }
 

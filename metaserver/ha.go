@@ -328,6 +328,21 @@ func (h *ha) observe(id, addr string, from uint64) {
 	h.hwMoved.fire()
 }
 
+// polling marks a follower's long-poll at the log end as under way (or
+// over).
+func (h *ha) polling(id string, on bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if f, ok := h.followers[id]; ok {
+		f.Polling = on
+		if !on {
+			// It held everything until now.
+			f.CaughtUp = time.Now()
+		}
+		h.followers[id] = f
+	}
+}
+
 // committed is the high-water mark: the last seq every in-sync member
 // holds.
 func (h *ha) committed() uint64 {

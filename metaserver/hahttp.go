@@ -82,6 +82,10 @@ func (h *ha) serveFetch(rc *fasthttp.RequestCtx) {
 	h.observe(member, addr, from)
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
+	if h.c.lastSeq() < from {
+		h.polling(member, true)
+		defer h.polling(member, false)
+	}
 	for h.c.lastSeq() < from {
 		ch := h.c.appended.wait()
 		if h.c.lastSeq() >= from {

@@ -65,6 +65,10 @@ type follower struct {
 	// lost its disk, or restored an old one): it no longer holds what it
 	// acknowledged and must leave the set at once.
 	Lost bool
+	// Polling: a fetch that asked past the leader's last entry is waiting
+	// for the next one. The follower holds everything, so it is caught up
+	// for as long as the wait lasts (an idle leader must not drop it).
+	Polling bool
 }
 
 // observeFetch updates f for a fetch of from at now, when the leader's
@@ -108,6 +112,8 @@ func decideHAISR(isr []string, leader string, fs map[string]follower, now time.T
 			changes = append(changes, haChange{Node: id, Reason: "no fetch since the leader took over"})
 		case f.Lost:
 			changes = append(changes, haChange{Node: id, Reason: "fetched below what it acknowledged"})
+		case f.Polling:
+			next = append(next, id)
 		case now.Sub(f.CaughtUp) > lag:
 			changes = append(changes, haChange{Node: id, Reason: fmt.Sprintf("not caught up for %v", now.Sub(f.CaughtUp).Round(time.Millisecond))})
 		default:
@@ -127,7 +133,7 @@ func decideHAISR(isr []string, leader string, fs map[string]follower, now time.T
 		if slices.Contains(next, id) || slices.Contains(isr, id) || f.Lost {
 			continue
 		}
-		if now.Sub(f.CaughtUp) <= lag && now.Sub(f.LastFetch) <= lag && !f.CaughtUp.IsZero() {
+		if f.Polling || now.Sub(f.CaughtUp) <= lag && now.Sub(f.LastFetch) <= lag && !f.CaughtUp.IsZero() {
 			next = append(next, id)
 			changes = append(changes, haChange{Node: id, Join: true, Reason: "caught up"})
 		}

@@ -436,6 +436,9 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 		case wire.PathOpLogSnap:
 			s.ha.serveSnapshot(rc)
 			return
+		case wire.PathHA:
+			wire.ReplyJSON(rc, s.ha.status())
+			return
 		}
 	}
 	if !bytes.HasPrefix(path, pathMeta) {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -86,6 +87,12 @@ func (l *Leaders) Failed(addr string, err error) bool {
 	return true
 }
 
+// AttemptTimeout bounds one attempt of CallLeader when there are several
+// metaservers. An answer normally takes milliseconds; the slowest waits
+// for a follower that the leader drops from the in-sync set after its
+// lag (2 s by default).
+var AttemptTimeout = 5 * time.Second
+
 // leaderFailure reports whether err means "try another metaserver".
 func leaderFailure(err error) bool {
 	return errors.Is(err, ErrNotLeader) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrStaleEpoch)
@@ -96,11 +103,24 @@ func leaderFailure(err error) bool {
 // (plus one for a named leader), and returns the last error. Callers
 // retry that with backoff, as any transient error.
 func CallLeader(ctx context.Context, hc *fasthttp.Client, l *Leaders, path, secret, reqID string, req, resp any) error {
-	tries := len(l.All()) + 1
+	n := len(l.All())
 	var err error
-	for range tries {
+	for range n + 1 {
 		addr := l.Addr()
-		err = CallID(ctx, hc, addr, path, secret, reqID, req, resp)
+		if n == 1 {
+			err = CallID(ctx, hc, addr, path, secret, reqID, req, resp)
+		} else {
+			// With several metaservers one that does not answer soon
+			// may be stopped or cut off while another leads: bound the
+			// attempt and try the next (the request id makes the retry
+			// safe if the first attempt did happen).
+			actx, cancel := context.WithTimeout(ctx, AttemptTimeout)
+			err = CallID(actx, hc, addr, path, secret, reqID, req, resp)
+			cancel()
+			if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				err = Errorf(ErrUnavailable, "%s%s: no answer within %v", addr, path, AttemptTimeout)
+			}
+		}
 		if err == nil || !leaderFailure(err) || ctx.Err() != nil {
 			return err
 		}

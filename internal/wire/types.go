@@ -460,7 +460,11 @@ type MetaFollower struct {
 // The op-log replication endpoints of a metaserver (all GET, with the
 // cluster secret): the long-poll fetch (?from=&wait=&member=&addr=&epoch=),
 // the epoch history and the snapshot a member resyncs from.
+//
+// PathHA answers any metaserver's MetaHA (GET, with the cluster secret),
+// whether it leads or not.
 const (
+	PathHA         = "/v1/ha"
 	PathOpLog      = "/v1/oplog"
 	PathOpLogEpoch = "/v1/oplog/epochs"
 	PathOpLogSnap  = "/v1/oplog/snapshot"
