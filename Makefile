@@ -4,7 +4,7 @@ BIN     := bin/reelfs
 DATA    ?= ./data
 MNT     ?= ./mnt
 
-.PHONY: build run test unit e2e bench fuzz deps lint clean consul
+.PHONY: build run test unit e2e extmod bench fuzz deps lint clean consul
 
 build:
 	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/reelfs
@@ -30,10 +30,16 @@ lint:
 	$(GO) vet ./...
 
 # Unit tests (race detector) then end-to-end tests against the real binary.
-test: deps lint unit e2e
+test: deps lint unit extmod e2e
 
 unit: consul
 	$(GO) test -race -timeout 15m $$($(GO) list ./... | grep -v /tests)
+
+# The SDK as a program outside this module sees it: tests/extmod is a
+# module of its own (so ./... above skips it) that replaces reelfs with this
+# checkout. -mod=mod lets a new dependency of the SDK in, without a tidy.
+extmod:
+	cd tests/extmod && $(GO) vet -mod=mod ./... && $(GO) test -mod=mod -race -count=1 ./...
 
 e2e: build
 	REELFS_BIN=$(CURDIR)/$(BIN) $(GO) test -timeout 25m -count=1 ./tests/...
