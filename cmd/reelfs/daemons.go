@@ -284,6 +284,7 @@ func serverCommand() command {
 			reserve := fs.Uint64("reserve", chunkserver.DefaultConfig().Reserve, "bytes of disk each chunkserver keeps free")
 			uploadGrace := fs.Duration("upload-grace", metaserver.DefaultConfig().UploadGrace, "age after which uncommitted blocks are removed")
 			anonWrites := fs.Bool("anonymous-writes", false, "allow HTTP PUT/DELETE without a secret (private dev server only)")
+			accessLog := fs.Bool("access-log", true, "log every HTTP request of the httpd")
 			consulAddr := consulFlag(fs, e)
 			secret := secretFlag(fs, e)
 			opt := mountFlags(fs)
@@ -319,7 +320,7 @@ func serverCommand() command {
 				return runServer(ctx, serverSpec{
 					minCopies: copies, scrubRate: *scrubRate,
 					dir: *dir, meta: *metaAddr, chunks: addrs, http: *httpAddr, mount: *mountDir,
-					reserve: *reserve, uploadGrace: *uploadGrace, secret: *secret, anonWrites: *anonWrites,
+					reserve: *reserve, uploadGrace: *uploadGrace, secret: *secret, anonWrites: *anonWrites, accessLog: *accessLog,
 					mountOpt: *opt, log: log, stdout: e, live: liveOpt, consul: cc,
 				})
 			}
@@ -334,7 +335,7 @@ type serverSpec struct {
 	scrubRate                      int64
 	reserve                        uint64
 	uploadGrace                    time.Duration
-	anonWrites                     bool
+	anonWrites, accessLog          bool
 	mountOpt                       fusefs.Options
 	log                            *slog.Logger
 	stdout                         *env
@@ -411,7 +412,7 @@ func runServer(ctx context.Context, sp serverSpec) error {
 	if sp.http != "" {
 		hcfg := httpd.DefaultConfig()
 		hcfg.Listen, hcfg.Secret, hcfg.AllowAnonymousWrites = sp.http, sp.secret, sp.anonWrites
-		hcfg.Logger, hcfg.AccessLog, hcfg.Consul = sp.log.With("daemon", "httpd"), true, sp.consul
+		hcfg.Logger, hcfg.AccessLog, hcfg.Consul = sp.log.With("daemon", "httpd"), sp.accessLog, sp.consul
 		h, err := httpd.New(hcfg, httpd.FromClient(c))
 		if err != nil {
 			return abort(err)
