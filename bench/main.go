@@ -53,7 +53,9 @@ type options struct {
 }
 
 // sectionNames are the sections in the order they run.
-func sectionNames() []string { return []string{"data", "replication", "fuse", "http", "live"} }
+func sectionNames() []string {
+	return []string{"data", "replication", "fuse", "http", "live", "failover"}
+}
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -62,7 +64,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	var sections, size string
 	fs.StringVar(&o.bin, "bin", "", "path of the reelfs binary (required)")
 	fs.StringVar(&o.dir, "dir", "", "directory for all data on the disk under test (default: a fresh dir under /var/tmp, removed at the end)")
-	fs.StringVar(&sections, "sections", strings.Join(sectionNames(), ","), "comma-separated sections to run: data, replication, fuse, http, live")
+	fs.StringVar(&sections, "sections", strings.Join(sectionNames(), ","), "comma-separated sections to run: data, replication, fuse, http, live, failover")
 	fs.StringVar(&size, "size", "", "size of the big file, e.g. 512M or 2G (default: 1G for data and http, 2G for fuse)")
 	fs.StringVar(&o.out, "out", "", "also write the markdown tables to this file")
 	fs.BoolVar(&o.quick, "quick", false, "small sizes and counts: a smoke test of the driver, not a measurement")
@@ -213,6 +215,8 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			t = r.httpSection(ctx)
 		case "live":
 			t = r.liveSection(ctx)
+		case "failover":
+			t = r.failoverSection(ctx)
 		}
 		r.cleanup()
 		t.note("load average before: %s; after: %s; section took %s", load, loadAvg(), time.Since(start).Round(time.Second))

@@ -240,6 +240,17 @@ func (c *Client) Groups(ctx context.Context) ([]wire.Group, error) {
 	return r.Groups, nil
 }
 
+// Cluster is Groups plus the answering leader's view of metaserver
+// failover (Meta is nil when the metaserver runs alone).
+func (c *Client) Cluster(ctx context.Context) (wire.GroupsReply, error) {
+	var r wire.GroupsReply
+	if err := c.call(ctx, wire.OpGroups, struct{}{}, &r); err != nil {
+		return wire.GroupsReply{}, err
+	}
+	c.groups.set(r.Groups)
+	return r, nil
+}
+
 // RemoveMember retires chunkserver id from group: the tracker forgets it
 // and drops it from the in-sync set, so placement and the deletion queue
 // stop waiting for it. For a member whose disk is gone for good.

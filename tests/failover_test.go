@@ -424,13 +424,39 @@ func TestMetaFailover(t *testing.T) {
 		os.WriteFile(out, b.Bytes(), 0o644)
 	}
 
-	// A follower killed and restarted catches up; the members converge.
+	// reelfs status names the leader and its epoch, and says degraded
+	// (exit 1) while a follower is out of the in-sync set.
 	lead = ms.waitLeader(3, 60*time.Second)
+	status := func() (statusOut, int) {
+		cmd := exec.Command(reelfsBin, "status", "--meta", ms.list(), "--json")
+		out, err := cmd.Output()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		var st statusOut
+		if err := json.Unmarshal(out, &st); err != nil {
+			t.Fatalf("status --json: %v: %s", err, out)
+		}
+		return st, code
+	}
+	eventually(t, 20*time.Second, "status: healthy, naming the leader", func() bool {
+		st, code := status()
+		return code == 0 && st.Metaservers != nil && st.Metaservers.Leader == ms.addrs[lead] && st.Metaservers.Leading
+	})
+	// A follower killed and restarted catches up; the members converge.
 	f := (lead + 1) % 3
 	ms.procs[f].kill()
 	if err := probe("follower-down"); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, 20*time.Second, "status: degraded with a metaserver out of sync", func() bool {
+		st, code := status()
+		return code == 1 && strings.Contains(strings.Join(st.Health.Problems, ";"), "not in the in-sync set")
+	})
 	ms.start(f)
 	eventually(t, 60*time.Second, "restarted follower back in sync with equal logs", func() bool {
 		if ms.leader(3) < 0 {
@@ -446,6 +472,15 @@ func TestMetaFailover(t *testing.T) {
 		}
 		return seqs[0] == seqs[1] && seqs[1] == seqs[2]
 	})
+}
+
+// statusOut is the part of reelfs status --json this test reads.
+type statusOut struct {
+	Health struct {
+		State    string   `json:"state"`
+		Problems []string `json:"problems"`
+	} `json:"health"`
+	Metaservers *wire.MetaHA `json:"metaservers"`
 }
 
 // fuseUsable reports whether this test run can mount.

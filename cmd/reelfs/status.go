@@ -71,6 +71,26 @@ type statusJSON struct {
 	Error  string       `json:"error,omitempty"` // why the metaserver could not be asked
 	FS     *wire.StatFS `json:"fs,omitempty"`
 	Groups []wire.Group `json:"groups,omitempty"`
+	// Metaservers is the leader's view of failover; absent when one
+	// metaserver runs alone.
+	Metaservers *wire.MetaHA `json:"metaservers,omitempty"`
+}
+
+// judgeMeta adds failover's problems: a known follower out of the in-sync
+// set.
+func judgeMeta(h health, m *wire.MetaHA) health {
+	if m == nil {
+		return h
+	}
+	for _, f := range m.Followers {
+		if !f.InSync {
+			h.Problems = append(h.Problems, fmt.Sprintf("metaserver %s (%s) is not in the in-sync set", f.ID, f.Addr))
+		}
+	}
+	if len(h.Problems) > 0 {
+		h.State = "degraded"
+	}
+	return h
 }
 
 func statusCommand() command {
@@ -94,10 +114,12 @@ func statusCommand() command {
 					if err != nil {
 						return err
 					}
-					groups, err := c.Groups(ctx)
+					cl, err := c.Cluster(ctx)
 					if err != nil {
 						return err
 					}
+					groups := cl.Groups
+					out.Metaservers = cl.Meta
 					sort.Slice(groups, func(i, j int) bool { return groups[i].ID < groups[j].ID })
 					out.FS, out.Groups = &st, groups
 					return nil
@@ -110,7 +132,7 @@ func statusCommand() command {
 					}
 					return exitError{code: statusUnreachable, err: describe(o.meta, err)}
 				}
-				out.Health = judge(out.Groups)
+				out.Health = judgeMeta(judge(out.Groups), out.Metaservers)
 				if *asJSON {
 					if err := writeJSON(e.stdout, out); err != nil {
 						return err
@@ -130,6 +152,19 @@ func statusCommand() command {
 func printStatus(w io.Writer, s statusJSON) error {
 	fmt.Fprintf(w, "metaserver %s: %d inodes, capacity %s, free %s, %d healthy groups; %s\n\n",
 		s.Meta, s.FS.Files, human(s.FS.Total), human(s.FS.Free), s.FS.Groups, s.Health.State)
+	if m := s.Metaservers; m != nil {
+		fmt.Fprintf(w, "leader %s epoch %d, node %s; op log at %d, %d held by every in-sync metaserver; in-sync set [%s]\n",
+			m.Leader, m.Epoch, m.Node, m.LastSeq, m.Committed, strings.Join(m.ISR, ", "))
+		for _, f := range m.Followers {
+			state := "in sync"
+			if !f.InSync {
+				state = "NOT in sync"
+			}
+			fmt.Fprintf(w, "  follower %s at %s: %s, asks for %d, last fetch %v ago\n", f.ID, f.Addr, state, f.Next,
+				time.Since(time.Unix(0, f.LastFetch)).Round(time.Millisecond))
+		}
+		fmt.Fprintln(w)
+	}
 	for _, g := range s.Groups {
 		isr := strings.Join(g.ISR, ", ")
 		if isr == "" {
