@@ -76,6 +76,14 @@ func Mount(ctx context.Context, c *client.Client, mountpoint string, opt Options
 			Name:         "reelfs",
 			MaxWrite:     opt.MaxWrite,
 			MaxReadAhead: opt.MaxWrite,
+			// Splicing moves a read from a file descriptor to /dev/fuse
+			// through a pipe; our reads answer with bytes in memory, which
+			// go-fuse can only writev. With splice on, every read first
+			// took a pipe, resized it to the reply plus a page (failing,
+			// with a log line, for 1 MiB reads: 1 MiB is the pipe's
+			// limit) and wrote the header into it, then fell back to
+			// writev anyway.
+			DisableSplice: true,
 			// More concurrent background requests (read-ahead) than the
 			// kernel's default of 12 keep the client's prefetch busy.
 			MaxBackground: 64,
