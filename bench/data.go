@@ -171,6 +171,9 @@ func (r *runner) dataSection(ctx context.Context) *table {
 	}
 	cr.base = []value{localCreates(ctx, filepath.Join(r.dir, "creates-local"), n, 4, limit)}
 	t.add(cr)
+
+	// (4) trees of small files: put -r / get -r vs cp -r.
+	r.treeRows(ctx, t, c, cerr)
 	t.note("write: wall time of `dd if=SRC of=DIR/dd.out bs=1M conv=fsync` vs `reelfs put SRC /fN.bin` (fsyncs; every block on both members of the group: 2 copies); SRC is random and in the page cache")
 	t.note("read: page cache dropped before each; wall time of `dd if=DIR/dd.out of=/dev/null bs=1M` vs `reelfs get /fN.bin -` with stdout on /dev/null; get output checked once by sha256")
 	t.note("creates: in-process client.New against the server's metaserver, Create(O_CREAT|O_EXCL)+Close; baseline os.OpenFile(O_CREATE|O_EXCL)+Close in a local dir; each bounded by %s", limit)
