@@ -203,7 +203,11 @@ func (h *ha) lead(ctx context.Context, lost <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
-	next, err := promote(st, h.self, h.addr)
+	hist, err := epochHistory(h.c.db)
+	if err != nil {
+		return err
+	}
+	next, err := promote(st, h.self, h.addr, lastEpoch(hist))
 	if err != nil {
 		return err
 	}

@@ -35,14 +35,16 @@ func mayLead(st *haState, self string) bool {
 
 // promote is the state a new leader writes: the next epoch, its address,
 // and the in-sync set unchanged (it is a member; on the first start it is
-// the whole set). It fails when self may not lead.
-func promote(st *haState, self, addr string) (haState, error) {
+// the whole set). The epoch is also above every epoch in the member's own
+// log (local), so that a lost state record (a Consul that forgot its KV)
+// never brings an epoch number back. It fails when self may not lead.
+func promote(st *haState, self, addr string, local uint64) (haState, error) {
 	if !mayLead(st, self) {
 		return haState{}, fmt.Errorf("node %s is not in the in-sync set %v", self, st.ISR)
 	}
-	next := haState{Epoch: 1, Leader: addr, LeaderID: self, ISR: []string{self}}
+	next := haState{Epoch: local + 1, Leader: addr, LeaderID: self, ISR: []string{self}}
 	if st != nil && st.Epoch > 0 {
-		next.Epoch = st.Epoch + 1
+		next.Epoch = max(st.Epoch, local) + 1
 		next.ISR = slices.Clone(st.ISR)
 	}
 	return next, nil
@@ -191,10 +193,15 @@ func epochEnd(history []epochStart, last, epoch uint64) (uint64, uint64, bool) {
 // truncateTo is where a returning member's log must end before it may
 // follow: its entries past the leader's end of its last epoch were never
 // acknowledged (an acknowledged entry is in the leader's log) and must go.
-// It returns the member's last seq when nothing must go.
+// It returns the member's last seq when nothing must go, and ok false
+// when the member must take a snapshot instead (the leader cannot say, or
+// the member never followed and holds a log of its own).
 func truncateTo(memberLast, memberEpoch uint64, history []epochStart, leaderLast uint64) (uint64, bool) {
 	if memberEpoch == 0 {
-		return memberLast, memberLast == 0 || memberLast <= leaderLast
+		// It never followed a leader: what it holds (at least the root
+		// its own first start wrote) is its own, not a prefix of the
+		// leader's log. It takes the leader's state whole.
+		return 0, memberLast == 0
 	}
 	_, end, ok := epochEnd(history, leaderLast, memberEpoch)
 	if !ok {

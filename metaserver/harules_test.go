@@ -25,7 +25,7 @@ func TestMayLeadAndPromote(t *testing.T) {
 			if got := mayLead(c.st, c.self); got != c.ok {
 				t.Fatalf("mayLead = %v", got)
 			}
-			got, err := promote(c.st, c.self, c.self+":1")
+			got, err := promote(c.st, c.self, c.self+":1", 0)
 			if (err == nil) != c.ok {
 				t.Fatalf("promote err = %v", err)
 			}
@@ -34,8 +34,16 @@ func TestMayLeadAndPromote(t *testing.T) {
 			}
 		})
 	}
+	// An epoch in the member's own log above the record's (the record
+	// was lost or is older) is never reused.
+	if got, _ := promote(nil, "a", "a:1", 9); got.Epoch != 10 {
+		t.Fatalf("promote without a record over local epoch 9: epoch %d", got.Epoch)
+	}
+	if got, _ := promote(st, "a", "a:1", 7); got.Epoch != 8 {
+		t.Fatalf("promote over record 4 and local 7: epoch %d", got.Epoch)
+	}
 	// The returned set is a copy: changing it leaves the record alone.
-	got, _ := promote(st, "a", "a:1")
+	got, _ := promote(st, "a", "a:1", 0)
 	got.ISR[0] = "x"
 	if st.ISR[0] != "a" {
 		t.Fatal("promote aliases the stored set")
@@ -148,8 +156,8 @@ func TestTruncateTo(t *testing.T) {
 		{"deposed leader of epoch 2 (unknown here): cut to the end of epoch 1", 70, 2, 49, true},
 		{"old epoch, already within its end", 40, 1, 40, true},
 		{"epoch 3 member past epoch 3's end", 85, 3, 79, true},
-		{"no epoch yet (pre-failover log) within the leader's", 30, 0, 30, true},
-		{"no epoch yet, longer than the leader's log", 130, 0, 130, false},
+		{"never followed, holds its own first-start log: snapshot", 1, 0, 0, false},
+		{"never followed, longer log: snapshot", 130, 0, 0, false},
 		{"empty member", 0, 0, 0, true},
 	}
 	for _, c := range cases {

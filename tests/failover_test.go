@@ -208,14 +208,25 @@ func TestMetaFailover(t *testing.T) {
 			}
 		}
 	})
+	var mnt *mountProc
 	defer func() {
-		if t.Failed() {
-			for i, p := range ms.procs {
-				if p != nil {
-					t.Logf("metaserver %d log:\n%s", i, tail(p.log.String(), 5000))
-				}
+		if !t.Failed() {
+			return
+		}
+		// Keep every log whole: a failover's story spans all of them.
+		keep, err := os.MkdirTemp("", "reelfs-failover-logs-")
+		if err != nil {
+			return
+		}
+		for i, p := range ms.procs {
+			if p != nil {
+				os.WriteFile(filepath.Join(keep, fmt.Sprintf("meta%d.log", i)), []byte(p.log.String()), 0o644)
 			}
 		}
+		if mnt != nil {
+			os.WriteFile(filepath.Join(keep, "mount.log"), []byte(mnt.log.String()), 0o644)
+		}
+		t.Logf("logs kept in %s", keep)
 	}()
 	ms.waitLeader(3, 60*time.Second)
 
@@ -247,7 +258,6 @@ func TestMetaFailover(t *testing.T) {
 	})
 
 	// A separate mount, for the large cp across a failover.
-	var mnt *mountProc
 	if fuseUsable() {
 		mnt = startMount(t, &cluster{t: t, meta: ms.list()}, filepath.Join(dir, "mnt"))
 	}
@@ -265,10 +275,12 @@ func TestMetaFailover(t *testing.T) {
 			}
 		}()
 	}
+	var stopOnce sync.Once
+	stopWork := func() { stopOnce.Do(func() { close(stop) }) }
 	workerFailed := func() {
 		select {
 		case err := <-errs:
-			close(stop)
+			stopWork()
 			wg.Wait()
 			t.Fatalf("workload: %v", err)
 		default:
@@ -350,7 +362,7 @@ func TestMetaFailover(t *testing.T) {
 		return ms.leader(3) >= 0
 	})
 
-	close(stop)
+	stopWork()
 	wg.Wait()
 	workerFailed()
 	if mnt != nil {
@@ -457,8 +469,7 @@ func TestMetaFailover(t *testing.T) {
 		st, code := status()
 		return code == 1 && strings.Contains(strings.Join(st.Health.Problems, ";"), "not in the in-sync set")
 	})
-	ms.start(f)
-	eventually(t, 60*time.Second, "restarted follower back in sync with equal logs", func() bool {
+	converged := func() bool {
 		if ms.leader(3) < 0 {
 			return false
 		}
@@ -471,7 +482,37 @@ func TestMetaFailover(t *testing.T) {
 			seqs = append(seqs, st.LastSeq)
 		}
 		return seqs[0] == seqs[1] && seqs[1] == seqs[2]
-	})
+	}
+	ms.start(f)
+	eventually(t, 60*time.Second, "restarted follower back in sync with equal logs", converged)
+	// A follower wiped clean (a new disk) resyncs from a snapshot of the
+	// leader, joins under a new node id, and holds the namespace.
+	lead = ms.waitLeader(3, 60*time.Second)
+	f = (lead + 2) % 3
+	ms.procs[f].kill()
+	if err := os.RemoveAll(ms.dirs[f]); err != nil {
+		t.Fatal(err)
+	}
+	ms.start(f)
+	eventually(t, 60*time.Second, "wiped follower resynced and in sync", converged)
+	if !strings.Contains(ms.procs[f].log.String(), "resynced") {
+		t.Fatalf("the wiped follower did not resync from a snapshot:\n%s", tail(ms.procs[f].log.String(), 3000))
+	}
+	// It could lead: kill the leader until it does, then check the ledger
+	// against it.
+	for range 4 {
+		if st := ms.status(f); st != nil && st.Leading {
+			break
+		}
+		lead = ms.waitLeader(3, 60*time.Second)
+		ms.procs[lead].kill()
+		if err := probe(fmt.Sprintf("to-wiped-%d", lead)); err != nil {
+			t.Fatal(err)
+		}
+		ms.start(lead)
+		eventually(t, 60*time.Second, "all in sync again", converged)
+	}
+	check()
 }
 
 // statusOut is the part of reelfs status --json this test reads.
