@@ -182,6 +182,24 @@ func TestClientCommandsFlagsAfter(t *testing.T) {
 	}
 	run("mv", "/films/b.mp4", "/films/c.mp4", "--meta", m)
 
+	// shell completion lists remote paths for remote arguments (the word
+	// being completed is the last)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"__complete", "ls", "--meta", m, "/fi"}, "/films/\n:6\n"},
+		{[]string{"__complete", "cat", "--meta", m, "/films/"}, "/films/c.mp4\n/films/new/\n:6\n"},
+		{[]string{"__complete", "get", "--meta=" + m, "films/n"}, "films/new/\n:6\n"},
+		{[]string{"__complete", "put", "local", "--meta", m, "/films/c"}, "/films/c.mp4\n:4\n"},
+		{[]string{"__complete", "put", "loc"}, ":0\n"}, // a local file: the shell completes it
+	} {
+		out, _, _ := runWith("127.0.0.1:1", nil, tt.args...)
+		if !strings.HasPrefix(out, tt.want) {
+			t.Errorf("reelfs %s: %q, want %q", strings.Join(tt.args, " "), out, tt.want)
+		}
+	}
+
 	var entries []entryJSON
 	if err := json.Unmarshal([]byte(run("ls", "/films", "--json", "--meta", m)), &entries); err != nil {
 		t.Fatal(err)

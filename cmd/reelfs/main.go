@@ -144,6 +144,9 @@ func newRoot(e *env) *cobra.Command {
 		fs := cc.Flags()
 		fs.SortFlags = false
 		runCmd := c.define(fs, e)
+		if remote := remoteArgs(c.name); remote != nil {
+			cc.ValidArgsFunction = completeRemote(remote)
+		}
 		cc.RunE = func(cmd *cobra.Command, args []string) error {
 			if err := runCmd(cmd.Context(), args); err != nil {
 				return cmdFailed{err}
