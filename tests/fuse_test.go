@@ -51,8 +51,9 @@ func startMount(t *testing.T, c *cluster, dir string, extra ...string) *mountPro
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"mount", "--meta", c.meta}, extra...)
-	m := &mountProc{proc: startProc(t, append(args, dir)...), dir: dir}
+	// flags after the mount point, as people type it (issue 16)
+	args := append([]string{"mount", dir, "--meta", c.meta}, extra...)
+	m := &mountProc{proc: startProc(t, args...), dir: dir}
 	eventually(t, 30*time.Second, "mount "+dir+" live", func() bool {
 		if m.exited() {
 			t.Fatalf("reelfs mount exited: %v\n%s", m.err, m.log.String())
