@@ -84,14 +84,16 @@ func (x *FileIO) WriteTo(w io.Writer) (int64, error) {
 	return n, err
 }
 
-// ReadFrom writes what src yields at the offset until io.EOF, in
-// block-sized writes, and advances the offset: io.Copy into a FileIO
-// then cuts whole blocks instead of appending 32 KiB pieces.
+// ReadFrom writes what src yields at the offset until io.EOF and
+// advances the offset. It reads into a block-sized buffer, so io.Copy
+// from a file moves up to a block per write instead of 32 KiB; a slow
+// source (a pipe, a socket) is written as it arrives, not held back until
+// a block is full.
 func (x *FileIO) ReadFrom(src io.Reader) (int64, error) {
 	buf := make([]byte, x.f.c.cfg.BlockSize)
 	var done int64
 	for {
-		n, err := io.ReadFull(src, buf)
+		n, err := src.Read(buf)
 		if n > 0 {
 			if _, werr := x.Write(buf[:n]); werr != nil {
 				return done, werr
@@ -99,7 +101,7 @@ func (x *FileIO) ReadFrom(src io.Reader) (int64, error) {
 			done += int64(n)
 		}
 		switch {
-		case err == io.EOF || err == io.ErrUnexpectedEOF:
+		case err == io.EOF:
 			return done, nil
 		case err != nil:
 			return done, err
