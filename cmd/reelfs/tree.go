@@ -126,10 +126,22 @@ type treeFile struct {
 // files are in flight at once. Other files than regular ones and
 // directories are skipped with a warning.
 func putTree(ctx context.Context, c *client.Client, e *env, localDir, remoteDir string, parallel int, progress bool) error {
+	// The root may be a symbolic link to the directory (WalkDir would not
+	// follow it); links inside the tree are skipped.
+	root, err := filepath.EvalSymlinks(localDir)
+	if err != nil {
+		return err
+	}
+	if info, err := os.Stat(root); err != nil {
+		return err
+	} else if !info.IsDir() {
+		return fmt.Errorf("%s: not a directory (put -r copies a directory tree; put copies a file)", localDir)
+	}
+	localDir = root
 	var dirs []string
 	var files []treeFile
 	var total int64
-	err := filepath.WalkDir(localDir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(localDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -151,20 +163,20 @@ func putTree(ctx context.Context, c *client.Client, e *env, localDir, remoteDir 
 			files = append(files, treeFile{rel: rel, size: info.Size(), mode: info.Mode()})
 			total += info.Size()
 		default:
-			fmt.Fprintf(e.stderr, "reelfs put: skipping %s: not a regular file or directory\n", p)
+			fmt.Fprintf(e.stderr, "reelfs put: skipping %s: not a regular file or directory (links are not followed)\n", p)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	root, err := c.MkdirAll(ctx, remoteDir, 0o755)
+	top, err := c.MkdirAll(ctx, remoteDir, 0o755)
 	if err != nil {
 		return describe(remoteDir, err)
 	}
 	// Directories first, parents before children (WalkDir's order), so
 	// every file's parent inode is known before the files go in parallel.
-	inos := map[string]uint64{".": root.Ino}
+	inos := map[string]uint64{".": top.Ino}
 	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
 	for _, rel := range dirs {
 		parent, name := inos[path.Dir(rel)], path.Base(rel)

@@ -205,3 +205,36 @@ func newCLIClient(t *testing.T, meta string) *client.Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// TestPutTreeEdges: the root may be a link to a directory, links inside
+// are skipped with a warning, and a file is not a tree.
+func TestPutTreeEdges(t *testing.T) {
+	tc := newTestCluster(t, 1)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(filepath.Join(src, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(src, "sub", "a"), []byte("a"), 0o644)
+	os.Symlink("sub/a", filepath.Join(src, "link"))
+	os.Symlink(src, filepath.Join(dir, "rootlink"))
+
+	_, errOut, code := tc.run("put", "-r", filepath.Join(dir, "rootlink"), "/t")
+	if code != 0 || !strings.Contains(errOut, "1 files: 1 copied") || !strings.Contains(errOut, "skipping "+filepath.Join(src, "link")) {
+		t.Fatalf("put -r through a linked root: exit %d: %s", code, errOut)
+	}
+	if out := tc.mustRun("cat", "/t/sub/a"); out != "a" {
+		t.Fatalf("cat /t/sub/a: %q", out)
+	}
+	_, errOut, code = tc.run("put", "-r", filepath.Join(src, "sub", "a"), "/t2")
+	if code != 1 || !strings.Contains(errOut, "not a directory") {
+		t.Fatalf("put -r of a file: exit %d: %s", code, errOut)
+	}
+	_, errOut, code = tc.run("get", "-r", "/t/sub/a", filepath.Join(dir, "out"))
+	if code != 1 || !strings.Contains(errOut, "not a directory") {
+		t.Fatalf("get -r of a file: exit %d: %s", code, errOut)
+	}
+	if _, _, code = tc.run("put", "-r", src, "/t", "--parallel", "0"); code != 2 {
+		t.Fatalf("--parallel 0: exit %d, want 2", code)
+	}
+}
