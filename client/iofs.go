@@ -33,6 +33,7 @@ var (
 	_ fs.ReadDirFS  = (*FS)(nil)
 	_ fs.ReadFileFS = (*FS)(nil)
 	_ fs.SubFS      = (*FS)(nil)
+	_ fs.ReadLinkFS = (*FS)(nil)
 
 	_ fs.ReadDirFile = (*fsDir)(nil)
 	_ io.ReaderAt    = (*fsFile)(nil)
@@ -173,6 +174,36 @@ func (f *FS) ReadFile(name string) ([]byte, error) {
 			return nil, &fs.PathError{Op: "read", Path: name, Err: err}
 		}
 	}
+}
+
+// Lstat returns the attributes of name itself, also when it is a
+// symbolic link.
+func (f *FS) Lstat(name string) (fs.FileInfo, error) {
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: "lstat", Path: name, Err: fs.ErrInvalid}
+	}
+	attr, err := f.c.Resolve(f.ctx, f.abs(name))
+	if err != nil {
+		return nil, &fs.PathError{Op: "lstat", Path: name, Err: err}
+	}
+	return fileInfo{name: path.Base(name), attr: attr}, nil
+}
+
+// ReadLink returns the target of the symbolic link name, as stored.
+func (f *FS) ReadLink(name string) (string, error) {
+	fi, err := f.Lstat(name)
+	if err != nil {
+		return "", &fs.PathError{Op: "readlink", Path: name, Err: errors.Unwrap(err)}
+	}
+	attr := fi.Sys().(wire.Attr)
+	if !attr.IsSymlink() {
+		return "", &fs.PathError{Op: "readlink", Path: name, Err: wire.Errorf(wire.ErrInvalid, "client: not a symbolic link")}
+	}
+	target, err := f.c.Readlink(f.ctx, attr.Ino)
+	if err != nil {
+		return "", &fs.PathError{Op: "readlink", Path: name, Err: err}
+	}
+	return target, nil
 }
 
 // Sub returns the FS rooted at dir, which must be a directory.

@@ -98,6 +98,16 @@ func TestFSPassesFSTest(t *testing.T) {
 		t.Fatal("fstest.TestFS did not finish in 90 s")
 	}
 
+	if target, err := fs.ReadLink(fsys, "films/link"); err != nil || target != "../a.txt" {
+		t.Fatalf("ReadLink: %q %v", target, err)
+	}
+	if fi, err := fs.Lstat(fsys, "films/link"); err != nil || fi.Mode().Type() != fs.ModeSymlink {
+		t.Fatalf("Lstat of a link: %v %v", fi, err)
+	}
+	if fi, err := fs.Stat(fsys, "films/link"); err != nil || !fi.Mode().IsRegular() || fi.Size() != int64(len(want["media/a.txt"])) {
+		t.Fatalf("Stat through a link: %v %v", fi, err)
+	}
+
 	// The standard library's consumers of fs.FS work unchanged.
 	var walked []string
 	if err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
@@ -171,6 +181,12 @@ func TestFSErrorsAndEdges(t *testing.T) {
 	}
 	if _, err := fsys.Sub("d/f"); !errors.Is(err, ErrNotDir) {
 		t.Errorf("Sub of a file: %v", err)
+	}
+	if _, err := fsys.ReadLink("d/f"); !errors.Is(err, fs.ErrInvalid) {
+		t.Errorf("ReadLink of a file: %v", err)
+	}
+	if _, err := fsys.ReadLink("d/nope"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadLink of a missing name: %v", err)
 	}
 
 	// Read past the end, again and again: 0, io.EOF each time.
