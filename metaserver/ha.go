@@ -374,7 +374,10 @@ func (h *ha) waitCommitted(ctx context.Context, seq uint64) error {
 		case <-timer.C:
 			return wire.Errorf(wire.ErrUnavailable, "op-log entry %d not yet held by every in-sync metaserver", seq)
 		case <-ctx.Done():
-			return ctx.Err()
+			// The server shuts down (or the client went away): the change
+			// may or may not be held by the followers; a retry with the
+			// same request id finds out.
+			return wire.Errorf(wire.ErrUnavailable, "metaserver stopping before op-log entry %d was held by every in-sync member", seq)
 		}
 	}
 }

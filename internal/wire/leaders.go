@@ -103,28 +103,56 @@ func leaderFailure(err error) bool {
 // (plus one for a named leader), and returns the last error. Callers
 // retry that with backoff, as any transient error.
 func CallLeader(ctx context.Context, hc *fasthttp.Client, l *Leaders, path, secret, reqID string, req, resp any) error {
-	n := len(l.All())
+	all := l.All()
+	tried := make(map[string]bool, len(all))
 	var err error
-	for range n + 1 {
+	for range len(all) + 2 {
 		addr := l.Addr()
-		if n == 1 {
+		if tried[addr] {
+			// A hint back to an address that already failed in this
+			// call (a follower that has not heard of the new leader
+			// yet): try one not asked yet instead.
+			addr = ""
+			for _, a := range l.All() {
+				if !tried[a] {
+					addr = a
+					break
+				}
+			}
+			if addr == "" {
+				return err
+			}
+		}
+		tried[addr] = true
+		// One that does not answer soon may be stopped or cut off while
+		// another leads: bound the attempt and try the next (the request
+		// id makes the retry safe if the first attempt did happen).
+		// With one address (the embedded mode) there is nothing else to
+		// try: the attempt takes the caller's time.
+		if len(all) == 1 {
 			err = CallID(ctx, hc, addr, path, secret, reqID, req, resp)
 		} else {
-			// With several metaservers one that does not answer soon
-			// may be stopped or cut off while another leads: bound the
-			// attempt and try the next (the request id makes the retry
-			// safe if the first attempt did happen).
 			actx, cancel := context.WithTimeout(ctx, AttemptTimeout)
 			err = CallID(actx, hc, addr, path, secret, reqID, req, resp)
 			cancel()
-			if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-				err = Errorf(ErrUnavailable, "%s%s: no answer within %v", addr, path, AttemptTimeout)
-			}
 		}
-		if err == nil || !leaderFailure(err) || ctx.Err() != nil {
+		if err != nil && errors.Is(err, context.DeadlineExceeded) {
+			silent := Errorf(ErrUnavailable, "%s%s: no answer within %v", addr, path, AttemptTimeout)
+			if ctx.Err() != nil {
+				// The caller's time ran out on a silent metaserver: keep
+				// its error, but move the guess so that the next call (a
+				// heartbeat a second later) asks another.
+				if len(all) > 1 {
+					l.Failed(addr, silent)
+				}
+				return err
+			}
+			err = silent
+		}
+		if err == nil || !leaderFailure(err) {
 			return err
 		}
-		if !l.Failed(addr, err) {
+		if !l.Failed(addr, err) || ctx.Err() != nil {
 			return err
 		}
 	}

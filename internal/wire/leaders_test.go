@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -86,4 +87,46 @@ func serve(t *testing.T, handler fasthttp.RequestHandler) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Shutdown() })
 	return ln.Addr().String()
+}
+
+// TestCallLeaderSkipsStaleHint: the first address is dead, the second a
+// follower whose hint still names the dead one, the third leads: the call
+// must reach the third, not bounce between the first two.
+func TestCallLeaderSkipsStaleHint(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	leader := serve(t, func(rc *fasthttp.RequestCtx) { ReplyJSON(rc, map[string]int{"ok": 1}) })
+	follower := serve(t, func(rc *fasthttp.RequestCtx) {
+		ReplyError(rc, &Error{Code: CodeNotLeader, Leader: dead})
+	})
+	l, _ := ParseLeaders(dead + "," + follower + "," + leader)
+	var got map[string]int
+	if err := CallLeader(context.Background(), &fasthttp.Client{}, l, "/x", "", "", struct{}{}, &got); err != nil || got["ok"] != 1 {
+		t.Fatalf("CallLeader: %v, %v", got, err)
+	}
+}
+
+// TestCallLeaderMovesOffSilent: a metaserver that accepts but never
+// answers (stopped) costs the caller its deadline once; the next call
+// asks another.
+func TestCallLeaderMovesOffSilent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close() // accepts (the kernel does), never answers
+	leader := serve(t, func(rc *fasthttp.RequestCtx) { ReplyJSON(rc, map[string]int{"ok": 1}) })
+	l, _ := ParseLeaders(ln.Addr().String() + "," + leader)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := CallLeader(ctx, &fasthttp.Client{}, l, "/x", "", "", struct{}{}, nil); err == nil {
+		t.Fatal("a silent metaserver answered")
+	}
+	if l.Addr() != leader {
+		t.Fatalf("guess stayed at the silent %s", l.Addr())
+	}
 }
