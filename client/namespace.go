@@ -257,3 +257,12 @@ func (c *Client) Cluster(ctx context.Context) (wire.GroupsReply, error) {
 func (c *Client) RemoveMember(ctx context.Context, group uint32, id string) error {
 	return c.call(ctx, wire.OpRemoveMember, wire.RemoveMemberReq{Group: group, ID: id}, &struct{}{})
 }
+
+// Lock sends a lock request (wire.LockReq; Session is filled in) to the
+// metaserver, which keeps locks for every mount of the cluster.
+func (c *Client) Lock(ctx context.Context, req wire.LockReq) (wire.LockReply, error) {
+	req.Session = c.session
+	var r wire.LockReply
+	err := c.call(ctx, wire.OpLock, &req, &r)
+	return r, err
+}

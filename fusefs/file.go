@@ -150,7 +150,8 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.owners = nil
 	h.mu.Unlock()
 	for o := range owners {
-		h.n.fsys.locks.releaseOwner(ino, o)
+		h.n.fsys.locks.releaseOwner(ino, o, false) // OFD locks
+		h.n.fsys.locks.releaseOwner(ino, o, true)  // flock
 	}
 	err := h.f.Close(context.WithoutCancel(ctx))
 	h.n.fsys.unregister(h)

@@ -47,7 +47,7 @@ func newFilesystem(c *client.Client, opt Options, log *slog.Logger) (*filesystem
 	f := &filesystem{
 		c:           c,
 		log:         log,
-		locks:       newLockTable(),
+		locks:       newLockTable(c, log),
 		blksize:     uint32(opt.MaxWrite),
 		attrTimeout: opt.AttrTimeout,
 		open:        make(map[uint64][]*handle),

@@ -23,10 +23,10 @@ import (
 // its way in; with Options.ExternalNodeID the node id it carries is the
 // reelfs inode number.
 //
-// flock(2) is left to the kernel (the FLOCK_LOCKS capability is off): its
-// locks then live in the kernel inode, which gives the same per-mount
-// scope with exact close semantics, where a forwarded flock would only be
-// released asynchronously at RELEASE.
+// flock(2) is forwarded too (the FLOCK_LOCKS capability is on) as a
+// whole-file lock of the open file, so it excludes other mounts; it goes
+// at RELEASE of the open file or at LOCK_UN. The metaserver grants every
+// lock (locktable.go), for all mounts of the cluster.
 
 var (
 	_ fs.NodeGetlker  = (*node)(nil)
@@ -49,7 +49,7 @@ func (l *lockFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 // of ino, and forgets it on the handles so that their release does not
 // drop locks the process takes later.
 func (f *filesystem) flushOwner(ino, owner uint64) {
-	f.locks.releaseOwner(ino, owner)
+	f.locks.releaseOwner(ino, owner, false)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, h := range f.open[ino] {
@@ -61,7 +61,7 @@ func (n *node) Getlk(ctx context.Context, f fs.FileHandle, owner uint64, lk *fus
 	if flags&fuse.FUSE_LK_FLOCK != 0 {
 		return n.fsys.result("getlk", n.ino(), syscall.ENOTSUP)
 	}
-	got, err := n.fsys.locks.get(n.ino(), owner, lk)
+	got, err := n.fsys.locks.get(ctx, n.ino(), owner, lk)
 	if err != nil {
 		return n.fsys.result("getlk", n.ino(), err)
 	}
@@ -70,19 +70,15 @@ func (n *node) Getlk(ctx context.Context, f fs.FileHandle, owner uint64, lk *fus
 }
 
 func (n *node) Setlk(ctx context.Context, f fs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	if flags&fuse.FUSE_LK_FLOCK != 0 {
-		return n.fsys.result("setlk", n.ino(), syscall.ENOTSUP)
-	}
+	flock := flags&fuse.FUSE_LK_FLOCK != 0
 	noteOwner(f, owner, lk)
-	return n.fsys.result("setlk", n.ino(), n.fsys.locks.set(n.ino(), owner, lk))
+	return n.fsys.result("setlk", n.ino(), n.fsys.locks.set(ctx, n.ino(), owner, flock, lk))
 }
 
 func (n *node) Setlkw(ctx context.Context, f fs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	if flags&fuse.FUSE_LK_FLOCK != 0 {
-		return n.fsys.result("setlkw", n.ino(), syscall.ENOTSUP)
-	}
+	flock := flags&fuse.FUSE_LK_FLOCK != 0
 	noteOwner(f, owner, lk)
-	return n.fsys.result("setlkw", n.ino(), n.fsys.locks.wait(ctx, n.ino(), owner, lk))
+	return n.fsys.result("setlkw", n.ino(), n.fsys.locks.wait(ctx, n.ino(), owner, flock, lk))
 }
 
 // noteOwner remembers on the handle an owner that takes a lock through it.

@@ -2,240 +2,161 @@ package fusefs
 
 import (
 	"context"
-	"slices"
+	"errors"
+	"log/slog"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/reelfs/reelfs/client"
+	"github.com/reelfs/reelfs/internal/lockrange"
+	"github.com/reelfs/reelfs/internal/wire"
 )
 
-// offsetMax is the kernel's OFFSET_MAX: a lock "to end of file" ends here.
-const offsetMax = 1<<63 - 1
-
-// lockSpan is one lock held by one owner on bytes [start, end] (inclusive,
-// as struct fuse_file_lock has them).
-type lockSpan struct {
-	owner      uint64
-	pid        uint32
-	typ        uint32 // syscall.F_RDLCK or syscall.F_WRLCK
-	start, end uint64
-}
-
-func (a lockSpan) overlaps(b lockSpan) bool { return a.start <= b.end && b.start <= a.end }
-
-// touches reports whether a and b overlap or are adjacent, so that two
-// locks of one owner and type can be coalesced into one.
-func (a lockSpan) touches(b lockSpan) bool {
-	return a.overlaps(b) || (a.end != ^uint64(0) && a.end+1 == b.start) || (b.end != ^uint64(0) && b.end+1 == a.start)
-}
-
-// conflicts reports whether a lock held as l keeps want from being granted.
-func (l lockSpan) conflicts(want lockSpan) bool {
-	return l.owner != want.owner && l.overlaps(want) &&
-		(l.typ == syscall.F_WRLCK || want.typ == syscall.F_WRLCK)
-}
-
-// fileLocks are the record locks on one inode.
-type fileLocks struct {
-	locks []lockSpan
-	// changed is closed (and replaced) whenever the locks change, which
-	// wakes every waiter to try again.
-	changed chan struct{}
-}
-
-// lockTable holds the fcntl(2) record locks (process-owned and OFD) of one
-// mount. It is exact within the mount and knows nothing about other
-// mounts: reelfs does not (yet) coordinate locks through the metaserver.
+// lockTable is this mount's side of the cluster's locks: fcntl(2) record
+// locks (process-owned and OFD) and flock(2) are granted by the
+// metaserver, which holds them for every mount of the cluster (package
+// metaserver, locks.go), so two mounts exclude each other exactly as two
+// processes on one machine do. The table only remembers which (inode,
+// owner) pairs ever took a lock here, so a close(2) of a file this mount
+// never locked costs no metaserver call.
 type lockTable struct {
-	mu    sync.Mutex // guards files and everything in it
-	files map[uint64]*fileLocks
+	c   *client.Client
+	log *slog.Logger
+
+	mu   sync.Mutex
+	held map[lockKey]struct{}
 }
 
-func newLockTable() *lockTable {
-	return &lockTable{files: make(map[uint64]*fileLocks)}
+type lockKey struct {
+	ino, owner uint64
+	flock      bool
 }
 
-// span turns a kernel lock request into a lockSpan, refusing nonsense.
-func span(owner uint64, lk *fuse.FileLock) (lockSpan, error) {
-	s := lockSpan{owner: owner, pid: lk.Pid, typ: lk.Typ, start: lk.Start, end: lk.End}
-	switch s.typ {
-	case syscall.F_RDLCK, syscall.F_WRLCK, syscall.F_UNLCK:
+// lockWaitMs is how long one F_SETLKW request waits on the metaserver
+// before the mount asks again (below wire.AttemptTimeout).
+const lockWaitMs = 2000
+
+// releaseTimeout bounds the release of a closing owner's locks: a close
+// cannot report a failure, and the session's expiry releases them anyway.
+const releaseTimeout = 10 * time.Second
+
+func newLockTable(c *client.Client, log *slog.Logger) *lockTable {
+	return &lockTable{c: c, log: log, held: make(map[lockKey]struct{})}
+}
+
+// request turns a kernel lock request into a wire request, refusing
+// nonsense with EINVAL.
+func request(ino, owner uint64, flock bool, lk *fuse.FileLock, cmd string) (wire.LockReq, error) {
+	req := wire.LockReq{Ino: ino, Owner: owner, Flock: flock, Cmd: cmd, Typ: lk.Typ, Start: lk.Start, End: lk.End, Pid: lk.Pid}
+	switch lk.Typ {
+	case lockrange.Read, lockrange.Write, lockrange.Unlock:
 	default:
-		return s, syscall.EINVAL
+		return req, syscall.EINVAL
 	}
-	if s.start > s.end {
-		return s, syscall.EINVAL
+	if lk.Start > lk.End {
+		return req, syscall.EINVAL
 	}
-	return s, nil
+	if flock {
+		req.Start, req.End = 0, lockrange.MaxOffset
+	}
+	return req, nil
 }
 
 // get answers F_GETLK: the first lock that would keep lk from being
 // granted to owner, or a lock of type F_UNLCK when there is none.
-func (t *lockTable) get(ino, owner uint64, lk *fuse.FileLock) (fuse.FileLock, error) {
-	want, err := span(owner, lk)
+func (t *lockTable) get(ctx context.Context, ino, owner uint64, lk *fuse.FileLock) (fuse.FileLock, error) {
+	req, err := request(ino, owner, false, lk, "get")
 	if err != nil {
 		return fuse.FileLock{}, err
 	}
-	if want.typ == syscall.F_UNLCK {
+	if req.Typ == lockrange.Unlock {
 		return fuse.FileLock{}, syscall.EINVAL
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if fl := t.files[ino]; fl != nil {
-		for _, l := range fl.locks {
-			if l.conflicts(want) {
-				return fuse.FileLock{Start: l.start, End: l.end, Typ: l.typ, Pid: l.pid}, nil
-			}
-		}
+	r, err := t.c.Lock(ctx, req)
+	if err != nil {
+		return fuse.FileLock{}, err
 	}
-	return fuse.FileLock{Typ: syscall.F_UNLCK}, nil
+	if r.Typ == lockrange.Unlock {
+		return fuse.FileLock{Typ: syscall.F_UNLCK}, nil
+	}
+	return fuse.FileLock{Start: r.Start, End: r.End, Typ: r.Typ, Pid: r.Pid}, nil
 }
 
-// set answers F_SETLK: it grants, changes or releases owner's lock on the
-// range, or fails with EAGAIN when another owner holds a conflicting lock.
-func (t *lockTable) set(ino, owner uint64, lk *fuse.FileLock) error {
-	want, err := span(owner, lk)
+// set answers F_SETLK (and LOCK_NB flock): it grants, changes or releases
+// owner's lock on the range, or fails with EAGAIN when another owner (of
+// any mount) holds a conflicting lock.
+func (t *lockTable) set(ctx context.Context, ino, owner uint64, flock bool, lk *fuse.FileLock) error {
+	req, err := request(ino, owner, flock, lk, "set")
 	if err != nil {
 		return err
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	_, err = t.trySetLocked(ino, want)
-	return err
+	return t.send(ctx, req)
 }
 
-// wait answers F_SETLKW: like set, but waits while
-// another owner holds a conflicting lock. A cancelled ctx (the process got
-// a signal) ends the wait with EINTR. Deadlocks between owners are not
-// detected; a signal or the other owner's unlock ends them.
-func (t *lockTable) wait(ctx context.Context, ino, owner uint64, lk *fuse.FileLock) error {
-	want, err := span(owner, lk)
+// wait answers F_SETLKW (and blocking flock): like set, but waits while
+// another owner holds a conflicting lock, by long polls of the
+// metaserver. A cancelled ctx (the process got a signal) ends the wait
+// with EINTR. Deadlocks between owners are not detected; a signal or the
+// other owner's unlock ends them.
+func (t *lockTable) wait(ctx context.Context, ino, owner uint64, flock bool, lk *fuse.FileLock) error {
+	req, err := request(ino, owner, flock, lk, "set")
 	if err != nil {
 		return err
 	}
+	req.WaitMs = lockWaitMs
 	for {
-		t.mu.Lock()
-		changed, err := t.trySetLocked(ino, want)
-		t.mu.Unlock()
+		err := t.send(ctx, req)
 		if err != syscall.EAGAIN {
 			return err
 		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return syscall.EINTR
 		}
 	}
 }
 
-// trySetLocked applies want to the locks of ino. On a conflict it returns
-// EAGAIN and the channel that is closed at the next change, so a waiter
-// cannot miss the wake-up between unlocking t.mu and waiting.
-func (t *lockTable) trySetLocked(ino uint64, want lockSpan) (<-chan struct{}, error) {
-	fl := t.files[ino]
-	if fl == nil {
-		if want.typ == syscall.F_UNLCK {
-			return nil, nil
-		}
-		fl = &fileLocks{changed: make(chan struct{})}
-		t.files[ino] = fl
+func (t *lockTable) send(ctx context.Context, req wire.LockReq) error {
+	if req.Typ != lockrange.Unlock {
+		t.note(req.Ino, req.Owner, req.Flock)
 	}
-	if want.typ != syscall.F_UNLCK {
-		for _, l := range fl.locks {
-			if l.conflicts(want) {
-				return fl.changed, syscall.EAGAIN
-			}
-		}
+	r, err := t.c.Lock(ctx, req)
+	switch {
+	case err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return syscall.EINTR
+	case err != nil:
+		return err
+	case !r.Granted:
+		return syscall.EAGAIN
 	}
-	fl.locks = apply(fl.locks, want)
-	t.changedLocked(ino, fl)
-	return nil, nil
+	return nil
+}
+
+func (t *lockTable) note(ino, owner uint64, flock bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.held[lockKey{ino, owner, flock}] = struct{}{}
 }
 
 // releaseOwner drops every lock owner holds on ino: a process closed a
 // descriptor of the file (POSIX drops all its locks on the file then), or
-// the last descriptor of an open file with OFD locks went away.
-func (t *lockTable) releaseOwner(ino, owner uint64) {
+// the last descriptor of an open file with OFD or flock locks went away.
+// It asks the metaserver only when the owner took a lock here.
+func (t *lockTable) releaseOwner(ino, owner uint64, flock bool) {
+	k := lockKey{ino, owner, flock}
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	fl := t.files[ino]
-	if fl == nil {
+	_, ok := t.held[k]
+	delete(t.held, k)
+	t.mu.Unlock()
+	if !ok {
 		return
 	}
-	n := len(fl.locks)
-	fl.locks = slices.DeleteFunc(fl.locks, func(l lockSpan) bool { return l.owner == owner })
-	if len(fl.locks) != n {
-		t.changedLocked(ino, fl)
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	_, err := t.c.Lock(ctx, wire.LockReq{Ino: ino, Owner: owner, Flock: flock, Cmd: "release"})
+	if err != nil && !errors.Is(err, wire.ErrNotFound) {
+		t.log.Warn("releasing locks failed; they go when this mount's session expires", "ino", ino, "err", err)
 	}
-}
-
-// changedLocked wakes the waiters of ino and forgets an inode without
-// locks, so the table does not grow with every file ever locked.
-func (t *lockTable) changedLocked(ino uint64, fl *fileLocks) {
-	close(fl.changed)
-	fl.changed = make(chan struct{})
-	if len(fl.locks) == 0 {
-		delete(t.files, ino)
-	}
-}
-
-// apply returns list with want applied for want.owner: the owner's locks
-// inside want's range are replaced (split where they stick out), a new
-// lock is added unless want is F_UNLCK, and touching locks of the same
-// owner and type are coalesced. Other owners' locks are untouched; the
-// caller has checked that they do not conflict.
-func apply(list []lockSpan, want lockSpan) []lockSpan {
-	out := make([]lockSpan, 0, len(list)+2)
-	for _, l := range list {
-		if l.owner != want.owner || !l.overlaps(want) {
-			out = append(out, l)
-			continue
-		}
-		if l.start < want.start {
-			head := l
-			head.end = want.start - 1
-			out = append(out, head)
-		}
-		if l.end > want.end {
-			tail := l
-			tail.start = want.end + 1
-			out = append(out, tail)
-		}
-	}
-	if want.typ != syscall.F_UNLCK {
-		out = append(out, want)
-	}
-	return coalesce(out)
-}
-
-// coalesce sorts locks by owner and start and merges touching locks of the
-// same owner and type.
-func coalesce(list []lockSpan) []lockSpan {
-	slices.SortFunc(list, func(a, b lockSpan) int {
-		switch {
-		case a.owner != b.owner:
-			if a.owner < b.owner {
-				return -1
-			}
-			return 1
-		case a.start < b.start:
-			return -1
-		case a.start > b.start:
-			return 1
-		}
-		return 0
-	})
-	out := list[:0]
-	for _, l := range list {
-		if n := len(out); n > 0 {
-			last := &out[n-1]
-			if last.owner == l.owner && last.typ == l.typ && last.touches(l) {
-				last.end = max(last.end, l.end)
-				last.pid = l.pid
-				continue
-			}
-		}
-		out = append(out, l)
-	}
-	return out
 }

@@ -87,9 +87,8 @@ func Mount(ctx context.Context, c *client.Client, mountpoint string, opt Options
 			// More concurrent background requests (read-ahead) than the
 			// kernel's default of 12 keep the client's prefetch busy.
 			MaxBackground: 64,
-			EnableLocks:   true,
-			// flock(2) stays in the kernel; see lock.go.
-			DisabledCapabilities: fuse.CAP_FLOCK_LOCKS,
+			// fcntl and flock locks go to the metaserver; see lock.go.
+			EnableLocks:          true,
 			IgnoreSecurityLabels: true,
 			Debug:                opt.Debug,
 			Logger:               slog.NewLogLogger(log.Handler(), slog.LevelInfo),

@@ -61,7 +61,9 @@ type core struct {
 	sessions map[string]*session
 	holders  map[uint64]int   // ino -> number of live sessions holding it open
 	orphans  map[uint64]int64 // ino -> Unix nanoseconds it became an orphan
-	closed   bool
+	// lockWaits wake F_SETLKW waiters when an inode's locks change.
+	lockWaits map[uint64]*signal
+	closed    bool
 
 	// firstSeq is the oldest op-log seq still stored; only the trim loop
 	// moves it.
@@ -91,6 +93,7 @@ func openCore(cfg coreConfig) (*core, error) {
 		sessions:     make(map[string]*session),
 		holders:      make(map[uint64]int),
 		orphans:      make(map[uint64]int64),
+		lockWaits:    make(map[uint64]*signal),
 		appended:     newSignal(),
 	}
 	c.started = c.clock()

@@ -573,6 +573,7 @@ func (s *Server) opTable() map[string]*opEntry {
 			return r, err
 		}),
 		wire.OpRemoveMember: exec(c.removeMember),
+		wire.OpLock:         call(c.lock),
 	}
 	ops := make(map[string]*opEntry, len(handlers))
 	for name, h := range handlers {

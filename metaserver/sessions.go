@@ -168,6 +168,9 @@ func (c *core) reap(_ context.Context) (int, error) {
 	if now.Sub(c.started) <= c.ttl {
 		return 0, nil
 	}
+	if err := c.reapLocks(now); err != nil {
+		return 0, err
+	}
 	var inos []uint64
 	for ino := range c.orphans {
 		if c.holders[ino] == 0 {

@@ -33,6 +33,7 @@ import (
 //	z                     -> present while a snapshot replaces the database
 //	u request-id          -> reply of the op that request made
 //	v time request-id     -> expiry index of the u records
+//	y ino                 -> locks on the inode (JSON list of lockrange.Span)
 const (
 	pInode   = 'i'
 	pDentry  = 'd'
@@ -52,6 +53,7 @@ const (
 	pResync  = 'z' // present while a snapshot replaces the database
 	pRequest = 'u' // request id -> the reply of the op it made (exactly once)
 	pReqTime = 'v' // time + request id: when each 'u' record expires
+	pLocks   = 'y' // ino -> the inode's byte-range and flock locks (JSON)
 )
 
 // recVersion is the first byte of every fixed-layout record, so a later

@@ -150,7 +150,41 @@ const (
 	OpGroups       = "groups"
 	OpHeartbeat    = "heartbeat"
 	OpRemoveMember = "rmmember"
+	OpLock         = "lock"
 )
+
+// LockReq is one byte-range or flock(2) lock request (OpLock). Locks
+// belong to an owner within a session: the session's mount process, and
+// there the kernel's lock owner (a process's file table for POSIX locks,
+// an open file for OFD and flock locks). A session that expires loses its
+// locks. Cmd is "get" (F_GETLK: the conflicting lock, Typ F_UNLCK when
+// none), "set" (F_SETLK/F_SETLKW: grant, change or release; with WaitMs,
+// wait up to that long for a conflict to clear) or "release" (every lock
+// of the owner on the inode). Flock locks and POSIX locks never conflict
+// with each other, as on Linux. Typ uses Linux's values (F_RDLCK 0,
+// F_WRLCK 1, F_UNLCK 2).
+type LockReq struct {
+	Ino     uint64 `json:"i"`
+	Session string `json:"s"`
+	Owner   uint64 `json:"o"`
+	Flock   bool   `json:"f,omitempty"`
+	Cmd     string `json:"c"`
+	Typ     uint32 `json:"t"`
+	Start   uint64 `json:"a"`
+	End     uint64 `json:"b"`
+	Pid     uint32 `json:"p,omitempty"`
+	WaitMs  int    `json:"w,omitempty"`
+}
+
+// LockReply answers a LockReq: whether a set was granted, and otherwise
+// (or for get) the conflicting lock.
+type LockReply struct {
+	Granted bool   `json:"g,omitempty"`
+	Typ     uint32 `json:"t"`
+	Start   uint64 `json:"a,omitempty"`
+	End     uint64 `json:"b,omitempty"`
+	Pid     uint32 `json:"p,omitempty"`
+}
 
 // InoReq names an inode (getattr, readlink, listxattr).
 type InoReq struct {
