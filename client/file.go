@@ -329,3 +329,27 @@ func (f *File) Close(ctx context.Context) error {
 // IO returns an adapter with its own offset (starting at 0) for io.Copy
 // and friends, bound to ctx.
 func (f *File) IO(ctx context.Context) *FileIO { return &FileIO{f: f, ctx: ctx} }
+
+// Refresh reads the file's attributes from the metaserver and adopts a
+// newer version committed by another client: later reads through this
+// File see that version's bytes and size. It reports whether the version
+// moved. The mount calls it when a lock is granted, so that a program
+// that coordinates with others by locks (SQLite, a log follower) reads
+// what the previous holder wrote, however long its descriptor was open.
+func (f *File) Refresh(ctx context.Context) (bool, error) {
+	if err := f.check(); err != nil {
+		return false, err
+	}
+	var a wire.Attr
+	if err := f.c.call(ctx, wire.OpGetAttr, &wire.InoReq{Ino: f.n.ino}, &a); err != nil {
+		return false, err
+	}
+	f.n.mu.Lock()
+	defer f.n.mu.Unlock()
+	old := f.n.version
+	if a.Version > old {
+		f.n.adopt(a)
+		f.attr = a
+	}
+	return f.n.version > old, nil
+}

@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"strings"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -72,13 +73,64 @@ func (n *node) Getlk(ctx context.Context, f fs.FileHandle, owner uint64, lk *fus
 func (n *node) Setlk(ctx context.Context, f fs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
 	flock := flags&fuse.FUSE_LK_FLOCK != 0
 	noteOwner(f, owner, lk)
-	return n.fsys.result("setlk", n.ino(), n.fsys.locks.set(ctx, n.ino(), owner, flock, lk))
+	err := n.fsys.locks.set(ctx, n.ino(), owner, flock, lk)
+	if err == nil {
+		err = n.afterLock(ctx, f, lk)
+	}
+	return n.fsys.result("setlk", n.ino(), err)
 }
 
 func (n *node) Setlkw(ctx context.Context, f fs.FileHandle, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
 	flock := flags&fuse.FUSE_LK_FLOCK != 0
 	noteOwner(f, owner, lk)
-	return n.fsys.result("setlkw", n.ino(), n.fsys.locks.wait(ctx, n.ino(), owner, flock, lk))
+	err := n.fsys.locks.wait(ctx, n.ino(), owner, flock, lk)
+	if err == nil {
+		err = n.afterLock(ctx, f, lk)
+	}
+	return n.fsys.result("setlkw", n.ino(), err)
+}
+
+// afterLock makes a granted lock a point of consistency, as NFS does:
+// the holder reads what the previous holder wrote on any mount. The open
+// file adopts the newest committed version, and the kernel's pages and
+// attributes of the inode are dropped when it moved. (Before an unlock
+// nothing is needed here: programs that share a file by locks write it
+// back with fsync, and close commits.)
+func (n *node) afterLock(ctx context.Context, f fs.FileHandle, lk *fuse.FileLock) error {
+	h, ok := f.(*handle)
+	if !ok || lk.Typ == syscall.F_UNLCK {
+		return nil
+	}
+	moved, err := h.f.Refresh(ctx)
+	if err != nil {
+		return err
+	}
+	n.forgetSiblings()
+	if moved {
+		n.mu.Lock()
+		n.cacheValid = false
+		n.mu.Unlock()
+		n.NotifyContent(0, 0)
+	}
+	return nil
+}
+
+// forgetSiblings drops the kernel's cached entries of the names next to
+// this file that start with its name (db-journal, db-wal next to db):
+// files that programs coordinate through this file's locks and that
+// another mount may have created or removed since this kernel looked
+// them up. Without it an open(O_CREAT) of db-journal could reach the
+// journal another mount already deleted.
+func (n *node) forgetSiblings() {
+	name, parent := n.Parent()
+	if parent == nil || name == "" {
+		return
+	}
+	for child := range parent.Children() {
+		if child != name && strings.HasPrefix(child, name) {
+			parent.NotifyEntry(child)
+		}
+	}
 }
 
 // noteOwner remembers on the handle an owner that takes a lock through it.

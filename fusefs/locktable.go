@@ -28,7 +28,13 @@ type lockTable struct {
 
 	mu   sync.Mutex
 	held map[lockKey]struct{}
+
+	closing   chan struct{} // closed when the mount goes away
+	closeOnce sync.Once
 }
+
+// close ends every lock wait of this mount (with EINTR).
+func (t *lockTable) close() { t.closeOnce.Do(func() { close(t.closing) }) }
 
 type lockKey struct {
 	ino, owner uint64
@@ -44,7 +50,7 @@ const lockWaitMs = 2000
 const releaseTimeout = 10 * time.Second
 
 func newLockTable(c *client.Client, log *slog.Logger) *lockTable {
-	return &lockTable{c: c, log: log, held: make(map[lockKey]struct{})}
+	return &lockTable{c: c, log: log, held: make(map[lockKey]struct{}), closing: make(chan struct{})}
 }
 
 // request turns a kernel lock request into a wire request, refusing
@@ -114,6 +120,11 @@ func (t *lockTable) wait(ctx context.Context, ino, owner uint64, flock bool, lk 
 		}
 		if ctx.Err() != nil {
 			return syscall.EINTR
+		}
+		select {
+		case <-t.closing:
+			return syscall.EINTR
+		default:
 		}
 	}
 }

@@ -199,6 +199,7 @@ func (m *FS) Wait() {
 func (m *FS) Unmount() error {
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
+	m.fsys.locks.close() // lock waiters give up, so the kernel can let go
 	for _, h := range m.fsys.handles() {
 		if !h.writable {
 			continue

@@ -151,10 +151,16 @@ func (c *core) lockOnce(ctx context.Context, req *wire.LockReq, want lockrange.S
 			kind = append(kind, l)
 		}
 	}
+	conflict := func() (lockrange.Span, bool) {
+		if l, ok := lockrange.Conflict(kind, want); ok {
+			return l, true
+		}
+		return lockrange.Span{}, false
+	}
 	var next []lockrange.Span
 	switch req.Cmd {
 	case "get":
-		if l, ok := lockrange.Conflict(kind, want); ok {
+		if l, ok := conflict(); ok {
 			return wire.LockReply{Typ: l.Typ, Start: l.Start, End: l.End, Pid: l.Pid}, nil, nil
 		}
 		return wire.LockReply{Typ: lockrange.Unlock}, nil, nil
@@ -164,7 +170,7 @@ func (c *core) lockOnce(ctx context.Context, req *wire.LockReq, want lockrange.S
 			return wire.LockReply{Granted: true, Typ: lockrange.Unlock}, nil, nil
 		}
 	case "set":
-		if l, ok := lockrange.Conflict(kind, want); ok {
+		if l, ok := conflict(); ok {
 			reply := wire.LockReply{Typ: l.Typ, Start: l.Start, End: l.End, Pid: l.Pid}
 			if mayWait {
 				return reply, c.lockWait(req.Ino), nil

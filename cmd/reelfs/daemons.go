@@ -75,6 +75,7 @@ func metaCommand() command {
 			fs.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", cfg.HeartbeatTimeout, "a chunkserver silent this long is not chosen and leaves its group's in-sync set")
 			fs.DurationVar(&cfg.ReplicaLagTime, "replica-lag-time", cfg.ReplicaLagTime, "a chunkserver not caught up with an in-sync peer's binlog for this long leaves the in-sync set")
 			fs.Uint64Var(&cfg.ReplicaLagBytes, "replica-lag-bytes", cfg.ReplicaLagBytes, "a chunkserver this many bytes behind an in-sync peer leaves the in-sync set (0: no bound)")
+			fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "a client (mount, httpd) silent this long loses its session: the files it held open and its locks are released")
 			fs.BoolVar(&cfg.HA, "ha", false, "run as one of several metaservers with failover (needs --consul): the holder of the Consul lock leads, the others follow its op log")
 			fs.StringVar(&cfg.HAPrefix, "ha-prefix", cfg.HAPrefix, "Consul KV prefix of the leader lock and the failover state (one per cluster)")
 			fs.DurationVar(&cfg.HALag, "ha-lag", cfg.HALag, "a follower metaserver not caught up for this long leaves the in-sync set (answers stop waiting for it)")
