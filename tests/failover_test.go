@@ -35,6 +35,7 @@ type metaSet struct {
 	addrs  []string
 	dirs   []string
 	procs  []*proc
+	all    []*proc // every process started, restarts included, for the logs
 	hc     *fasthttp.Client
 }
 
@@ -43,6 +44,7 @@ func (m *metaSet) list() string { return strings.Join(m.addrs, ",") }
 func (m *metaSet) start(i int) {
 	m.procs[i] = startProc(m.t, "meta", "--ha", "--consul", m.consul, "--dir", m.dirs[i], "--listen", m.addrs[i],
 		"--heartbeat-timeout", "4s", "--upload-grace", "1h")
+	m.all = append(m.all, m.procs[i])
 }
 
 // status asks metaserver i for its view of failover (nil when it does
@@ -218,10 +220,14 @@ func TestMetaFailover(t *testing.T) {
 		if err != nil {
 			return
 		}
-		for i, p := range ms.procs {
-			if p != nil {
-				os.WriteFile(filepath.Join(keep, fmt.Sprintf("meta%d.log", i)), []byte(p.log.String()), 0o644)
+		for i, p := range ms.all {
+			addr := ""
+			for j, a := range p.cmd.Args {
+				if a == "--listen" && j+1 < len(p.cmd.Args) {
+					addr = p.cmd.Args[j+1]
+				}
 			}
+			os.WriteFile(filepath.Join(keep, fmt.Sprintf("meta-%02d-%s.log", i, addr)), []byte(p.log.String()), 0o644)
 		}
 		if mnt != nil {
 			os.WriteFile(filepath.Join(keep, "mount.log"), []byte(mnt.log.String()), 0o644)

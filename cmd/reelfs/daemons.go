@@ -167,6 +167,7 @@ func httpdCommand() command {
 				if cfg.Consul, err = newConsul(*consulAddr, cfg.Logger); err != nil {
 					return err
 				}
+				o.retry = daemonRetry
 				c, err := o.connect(e)
 				if err != nil {
 					return err
@@ -204,6 +205,7 @@ func mountCommand() command {
 					return usageError("want MOUNTPOINT")
 				}
 				opt.Logger = logger()
+				o.retry = daemonRetry
 				c, err := o.connect(e)
 				if err != nil {
 					return err

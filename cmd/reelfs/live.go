@@ -80,6 +80,7 @@ func liveCommand() command {
 				var rec live.FS
 				if lo.recordDir != "" {
 					var err error
+					co.retry = daemonRetry
 					if c, err = co.connect(e); err != nil {
 						return err
 					}
