@@ -123,9 +123,10 @@ func TestCallLeaderMovesOffSilent(t *testing.T) {
 	l, _ := ParseLeaders(ln.Addr().String() + "," + leader)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if err := CallLeader(ctx, &fasthttp.Client{}, l, "/x", "", "", struct{}{}, nil); err == nil {
-		t.Fatal("a silent metaserver answered")
-	}
+	// The call fails when the deadline ends the attempt, or reaches the
+	// leader when the client's own timeout fires a moment before the
+	// deadline; either way the guess must have left the silent one.
+	CallLeader(ctx, &fasthttp.Client{}, l, "/x", "", "", struct{}{}, nil)
 	if l.Addr() != leader {
 		t.Fatalf("guess stayed at the silent %s", l.Addr())
 	}
