@@ -2,6 +2,7 @@ package metaserver
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -225,7 +226,7 @@ func (c *core) reapLocks(now time.Time) error {
 			return s == nil || now.Sub(s.seen) > c.ttl
 		})
 		if changed {
-			changes = append(changes, change{ino: key64Value(k), list: next})
+			changes = append(changes, change{ino: binary.BigEndian.Uint64(k[1:]), list: next})
 		}
 	}
 	it.Release()
@@ -246,12 +247,4 @@ func (c *core) reapLocks(now time.Time) error {
 	}
 	c.log.Info("released the locks of dead sessions", "inodes", len(changes))
 	return nil
-}
-
-func key64Value(k []byte) uint64 {
-	var v uint64
-	for _, b := range k[1:9] {
-		v = v<<8 | uint64(b)
-	}
-	return v
 }

@@ -127,15 +127,18 @@ func TestLocksOfDeadSessions(t *testing.T) {
 		}
 	}
 	// A keeps its session alive; B goes silent.
-	for range 4 {
-		clk.advance(c.ttl / 3)
-		c.mu.Lock()
-		c.sessionFor("A")
-		c.mu.Unlock()
-		if _, err := c.reap(ctx); err != nil {
-			t.Fatal(err)
+	aliveA := func() {
+		for range 4 {
+			clk.advance(c.ttl / 3)
+			c.mu.Lock()
+			c.sessionFor("A")
+			c.mu.Unlock()
+			if _, err := c.reap(ctx); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
+	aliveA()
 	list, err := loadLocks(c.db, f.Ino)
 	if err != nil || len(list) != 1 || ownerSession(list[0].Owner) != "A" {
 		t.Fatalf("after B expired: %+v, %v", list, err)
@@ -157,15 +160,7 @@ func TestLocksOfDeadSessions(t *testing.T) {
 	if list, _ := loadLocks(c.db, f.Ino); len(list) != 2 {
 		t.Fatalf("locks reaped before a session TTL since the takeover: %+v", list)
 	}
-	for range 4 {
-		clk.advance(c.ttl / 3)
-		c.mu.Lock()
-		c.sessionFor("A")
-		c.mu.Unlock()
-		if _, err := c.reap(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	aliveA()
 	if list, _ := loadLocks(c.db, f.Ino); len(list) != 1 || ownerSession(list[0].Owner) != "A" {
 		t.Fatalf("after the takeover's TTL: %+v", list)
 	}

@@ -43,21 +43,7 @@ func TestConsul(t *testing.T) {
 		"--heartbeat-timeout", "30s", "--replica-lag-time", "30s", "--upload-grace", "1h")
 	t.Cleanup(func() { mp.stop(t, 30*time.Second) })
 	g := &group{t: t, dir: dir, meta: meta}
-	for i := 0; i < 3; i++ {
-		g.addrs = append(g.addrs, freeAddr(t))
-		g.dirs = append(g.dirs, filepath.Join(dir, fmt.Sprintf("c%d", i+1)))
-		g.extra = append(g.extra, []string{"--consul", agent.Addr})
-		g.procs = append(g.procs, nil)
-		g.start(i)
-	}
-	t.Cleanup(func() {
-		for i, p := range g.procs {
-			if p != nil && !p.exited() {
-				p.cmd.Process.Signal(syscall.SIGCONT)
-				g.stop(i)
-			}
-		}
-	})
+	g.startMembers(3, "--consul", agent.Addr)
 	g.cl = &cluster{t: t, meta: meta}
 	httpAddr, liveAddr := freeAddr(t), freeAddr(t)
 	hp := startProc(t, "httpd", "--meta", meta, "--listen", httpAddr, "--consul", agent.Addr)

@@ -237,18 +237,7 @@ func TestMetaFailover(t *testing.T) {
 	ms.waitLeader(3, 60*time.Second)
 
 	g := &group{t: t, dir: dir, meta: ms.list()}
-	for i := range 3 {
-		g.addrs = append(g.addrs, freeAddr(t))
-		g.dirs = append(g.dirs, filepath.Join(dir, fmt.Sprintf("c%d", i+1)))
-		g.extra = append(g.extra, []string{"--consul", agent.Addr})
-		g.procs = append(g.procs, nil)
-		g.start(i)
-	}
-	t.Cleanup(func() {
-		for i := range g.procs {
-			g.stop(i)
-		}
-	})
+	g.startMembers(3, "--consul", agent.Addr)
 
 	cfg := client.DefaultConfig()
 	cfg.Meta = ms.list()

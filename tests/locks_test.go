@@ -21,18 +21,7 @@ func twoMounts(t *testing.T) (*group, *mountProc, *mountProc) {
 	mp := startProc(t, "meta", "--dir", filepath.Join(dir, "meta"), "--listen", meta, "--session-ttl", "10s")
 	t.Cleanup(func() { mp.stop(t, 30*time.Second) })
 	g := &group{t: t, dir: dir, meta: meta}
-	for i := range 2 {
-		g.addrs = append(g.addrs, freeAddr(t))
-		g.dirs = append(g.dirs, filepath.Join(dir, fmt.Sprintf("c%d", i+1)))
-		g.extra = append(g.extra, nil)
-		g.procs = append(g.procs, nil)
-		g.start(i)
-	}
-	t.Cleanup(func() {
-		for i := range g.procs {
-			g.stop(i)
-		}
-	})
+	g.startMembers(2)
 	g.waitInSync(2, 60*time.Second)
 	c := &cluster{t: t, meta: meta}
 	a := startMount(t, c, filepath.Join(dir, "a"))

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,21 +37,32 @@ func startGroup(t *testing.T, n int) *group {
 	mp := startProc(t, "meta", "--dir", filepath.Join(g.dir, "meta"), "--listen", g.meta,
 		"--heartbeat-timeout", "3s", "--replica-lag-time", "4s", "--upload-grace", "1h")
 	t.Cleanup(func() { mp.stop(t, 30*time.Second) })
-	for i := 0; i < n; i++ {
-		g.addrs = append(g.addrs, freeAddr(t))
-		g.dirs = append(g.dirs, filepath.Join(g.dir, fmt.Sprintf("c%d", i+1)))
-		g.extra = append(g.extra, nil)
-		g.procs = append(g.procs, nil)
-		g.start(i)
-	}
-	t.Cleanup(func() {
-		for i := range g.procs {
-			g.stop(i)
-		}
-	})
+	g.startMembers(n)
 	g.cl = &cluster{t: t, meta: g.meta}
 	g.waitInSync(n, 30*time.Second)
 	return g
+}
+
+// startMembers adds n members on fresh ports under g.dir, each started
+// with extra flags, and stops them (resumed first, if stopped) when the
+// test ends.
+func (g *group) startMembers(n int, extra ...string) {
+	for range n {
+		i := len(g.addrs)
+		g.addrs = append(g.addrs, freeAddr(g.t))
+		g.dirs = append(g.dirs, filepath.Join(g.dir, fmt.Sprintf("c%d", i+1)))
+		g.extra = append(g.extra, slices.Clone(extra))
+		g.procs = append(g.procs, nil)
+		g.start(i)
+	}
+	g.t.Cleanup(func() {
+		for i, p := range g.procs {
+			if p != nil && !p.exited() {
+				p.cmd.Process.Signal(syscall.SIGCONT)
+				g.stop(i)
+			}
+		}
+	})
 }
 
 func (g *group) start(i int) {
