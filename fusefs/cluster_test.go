@@ -156,6 +156,12 @@ type mounted struct {
 // out.
 func mountTest(t *testing.T, c *client.Client) *mounted {
 	t.Helper()
+	return mountWith(t, c, func(*Options) {})
+}
+
+// mountWith is mountTest with options changed by set.
+func mountWith(t *testing.T, c *client.Client, set func(*Options)) *mounted {
+	t.Helper()
 	dir := t.TempDir()
 	reg := prometheus.NewRegistry()
 	opt := DefaultOptions()
@@ -164,6 +170,7 @@ func mountTest(t *testing.T, c *client.Client) *mounted {
 	opt.AllowOther = true
 	opt.Logger = testLogger(t).With("daemon", "fuse")
 	opt.Metrics = reg
+	set(&opt)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	m, err := Mount(ctx, c, dir, opt)

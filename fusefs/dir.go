@@ -110,7 +110,7 @@ func (d *dirStream) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if !found {
 		return d.n.Lookup(ctx, name, out)
 	}
-	return d.n.newChild(ctx, a, out), 0
+	return d.n.newChild(ctx, name, a, out), 0
 }
 
 func (d *dirStream) Seekdir(ctx context.Context, off uint64) syscall.Errno {

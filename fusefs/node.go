@@ -118,17 +118,24 @@ func (n *node) markXattrs() {
 	n.mu.Unlock()
 }
 
-// newChild makes the node for a child with attributes a and fills out.
-// When the kernel already knows the inode, go-fuse keeps the known node
-// and drops this one.
-func (n *node) newChild(ctx context.Context, a wire.Attr, out *fuse.EntryOut) *fs.Inode {
+// newChild makes the node for the child name with attributes a and fills
+// out. When the kernel already knows the inode, go-fuse keeps the known
+// node and drops the new one after this returns (NewInode always makes a
+// new one), so the known node, which serves every later request, gets a
+// too: else the attributes it saw at its create or last lookup go stale
+// and each getxattr of the "no xattrs" answer that ls -l asks for per
+// file (security.selinux, POSIX ACLs) costs a metaserver call.
+func (n *node) newChild(ctx context.Context, name string, a wire.Attr, out *fuse.EntryOut) *fs.Inode {
 	ch := &node{fsys: n.fsys}
+	ch.remember(a)
 	n.fsys.fillEntry(out, a)
-	in := n.NewInode(ctx, ch, fsStable(a))
-	if kept, ok := in.Operations().(*node); ok { // ch, or the node go-fuse already had
-		kept.remember(a)
+	id := fsStable(a)
+	if old := n.GetChild(name); old != nil && old.StableAttr() == id {
+		if known, ok := old.Operations().(*node); ok {
+			known.remember(a)
+		}
 	}
-	return in
+	return n.NewInode(ctx, ch, id)
 }
 
 // fsStable is the identity of an inode for go-fuse: its type and number.
@@ -180,7 +187,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	if err != nil {
 		return nil, n.fsys.result("lookup", n.ino(), err)
 	}
-	return n.newChild(ctx, a, out), n.fsys.result("lookup", n.ino(), nil)
+	return n.newChild(ctx, name, a, out), n.fsys.result("lookup", n.ino(), nil)
 }
 
 // Getattr reads the attributes from the metaserver (the client overlays
@@ -296,7 +303,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 		return nil, n.fsys.result("mkdir", n.ino(), err)
 	}
 	n.childAdded(a)
-	return n.newChild(ctx, a, out), n.fsys.result("mkdir", n.ino(), nil)
+	return n.newChild(ctx, name, a, out), n.fsys.result("mkdir", n.ino(), nil)
 }
 
 // Mknod makes FIFOs, sockets and (for a caller with CAP_MKNOD, which the
@@ -315,7 +322,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *f
 		return nil, n.fsys.result("mknod", n.ino(), err)
 	}
 	n.childAdded(a)
-	return n.newChild(ctx, a, out), n.fsys.result("mknod", n.ino(), nil)
+	return n.newChild(ctx, name, a, out), n.fsys.result("mknod", n.ino(), nil)
 }
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
@@ -331,7 +338,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 		return nil, n.fsys.result("symlink", n.ino(), err)
 	}
 	n.childAdded(a)
-	return n.newChild(ctx, a, out), n.fsys.result("symlink", n.ino(), nil)
+	return n.newChild(ctx, name, a, out), n.fsys.result("symlink", n.ino(), nil)
 }
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
