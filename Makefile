@@ -4,7 +4,7 @@ BIN     := bin/reelfs
 DATA    ?= ./data
 MNT     ?= ./mnt
 
-.PHONY: build run test unit e2e extmod bench fuzz deps lint clean consul
+.PHONY: build run test unit e2e extmod bench fuzz deps lint clean consul lab-check
 
 build:
 	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/reelfs
@@ -46,6 +46,12 @@ e2e: build
 
 bench: deps build
 	$(GO) run ./bench --bin $(CURDIR)/$(BIN)
+
+# The multi-machine lab (vagrant/): shellcheck of its provisioning and
+# `vagrant validate` of its Vagrantfile. Installs shellcheck and vagrant
+# (~1 GB) on demand as root; skips what it cannot check otherwise.
+lab-check: build
+	./scripts/lab-check.sh
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/chunk
