@@ -4,7 +4,7 @@ BIN     := bin/reelfs
 DATA    ?= ./data
 MNT     ?= ./mnt
 
-.PHONY: build run test unit e2e extmod bench fuzz deps lint clean consul lab-check
+.PHONY: build run test unit e2e extmod bench fuzz deps lint clean consul lab-check lab lab-down chaos
 
 build:
 	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/reelfs
@@ -52,6 +52,25 @@ bench: deps build
 # (~1 GB) on demand as root; skips what it cannot check otherwise.
 lab-check: build
 	./scripts/lab-check.sh
+
+# The same lab as network namespaces on this machine (root): one namespace
+# per host of vagrant/hosts on bridge rlab-br (10.77.0.0/24, no route out),
+# provisioned by vagrant/provision.sh --direct; state and logs in data/lab.
+# make lab-down removes every namespace, link, mount and process it made.
+LAB := $(GO) run ./lab/reelfs-lab
+lab: build consul
+	$(LAB) up
+
+lab-down:
+	$(LAB) down
+
+# Fault injection on a lab of its own (make lab's names, so not beside it):
+# kill -9, SIGSTOP, cut links, full disks, flipped block bytes for
+# CHAOS_DURATION, then every acknowledged operation is checked. Logs of a
+# failing run stay in data/lab.
+CHAOS_DURATION ?= 90s
+chaos: build consul
+	CHAOS_DURATION=$(CHAOS_DURATION) $(LAB) chaos
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/chunk
