@@ -57,7 +57,7 @@ type ChaosConfig struct {
 // ChaosResult is what a run measured.
 type ChaosResult struct {
 	Faults   map[string]int
-	Recovery map[string][]time.Duration // per fault kind: heal to the next acknowledged write
+	Recovery map[string][]time.Duration // per fault kind: from its start to the first write acknowledged
 	Acked    int                        // acknowledged operations
 	Failed   int                        // operations that returned an error (not acknowledged)
 	Lost     int                        // acknowledged operations whose effect is missing
@@ -412,29 +412,52 @@ func (n *nemesis) run(ctx context.Context, seed uint64, deadline time.Time) erro
 		}
 		n.busy[t.host] = true
 		n.mu.Unlock()
-		healed, err := n.inject(rng, kind, t)
+		// The probe starts with the fault: what it measures is how long
+		// writes stalled (a failover, a group that lost a member), not
+		// just how long the fault was held.
+		type probed struct {
+			d   time.Duration
+			err error
+		}
+		pch := make(chan probed, 1)
+		pctx, pcancel := context.WithCancel(ctx)
+		started := false
+		begun := func() {
+			started = true
+			go func() {
+				d, err := probe(pctx, n.c, fmt.Sprintf("/probe/%d-%d", seed, i), 3*time.Minute)
+				pch <- probed{d, err}
+			}()
+		}
+		healed, err := n.inject(rng, kind, t, begun)
 		n.mu.Lock()
 		n.busy[t.host] = false
 		n.mu.Unlock()
-		if err != nil {
-			return fmt.Errorf("nemesis: %s %s/%s: %w", kind, t.host, t.daemon, err)
-		}
-		if !healed {
+		if err != nil || !healed || kind == "flip" {
+			pcancel()
+			if started {
+				<-pch
+			}
+			if err != nil {
+				return fmt.Errorf("nemesis: %s %s/%s: %w", kind, t.host, t.daemon, err)
+			}
+			if healed {
+				n.mu.Lock()
+				n.res.Faults[kind]++
+				n.mu.Unlock()
+			}
 			continue
 		}
+		p := <-pch
+		pcancel()
+		if p.err != nil {
+			return fmt.Errorf("nemesis: no write acknowledged within 3m of %s %s/%s: %w", kind, t.host, t.daemon, p.err)
+		}
+		n.logf("%s %s/%s: first write acknowledged %.2fs after the fault began", kind, t.host, t.daemon, p.d.Seconds())
 		n.mu.Lock()
 		n.res.Faults[kind]++
+		n.res.Recovery[kind] = append(n.res.Recovery[kind], p.d)
 		n.mu.Unlock()
-		if kind != "flip" {
-			d, err := probe(ctx, n.c, fmt.Sprintf("/probe/%d-%d", seed, i), 2*time.Minute)
-			if err != nil {
-				return fmt.Errorf("nemesis: no write acknowledged within 2m of healing %s %s/%s: %w", kind, t.host, t.daemon, err)
-			}
-			n.logf("%s %s/%s: next write acknowledged %.2fs after healing", kind, t.host, t.daemon, d.Seconds())
-			n.mu.Lock()
-			n.res.Recovery[kind] = append(n.res.Recovery[kind], d)
-			n.mu.Unlock()
-		}
 		time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond)
 	}
 	return nil
@@ -447,9 +470,10 @@ func hold(rng *rand.Rand, lo, hi float64) time.Duration {
 	return d
 }
 
-// inject applies one fault and heals it; false when there was nothing to
-// do (a daemon that does not run, no block to flip).
-func (n *nemesis) inject(rng *rand.Rand, kind string, t target) (bool, error) {
+// inject applies one fault, calls begun, holds it and heals it; false
+// when there was nothing to do (a daemon that does not run, no block to
+// flip).
+func (n *nemesis) inject(rng *rand.Rand, kind string, t target, begun func()) (bool, error) {
 	switch kind {
 	case "kill":
 		if n.l.Pid(t.host, t.daemon) == 0 {
@@ -458,6 +482,7 @@ func (n *nemesis) inject(rng *rand.Rand, kind string, t target) (bool, error) {
 		if err := n.l.Signal(t.host, t.daemon, syscall.SIGKILL); err != nil {
 			return false, err
 		}
+		begun()
 		d := hold(rng, 0.5, 4)
 		n.logf("kill -9 %s/%s, restarted after %.1fs", t.host, t.daemon, d.Seconds())
 		for i := 0; n.l.Pid(t.host, t.daemon) != 0 && i < 100; i++ {
@@ -468,6 +493,7 @@ func (n *nemesis) inject(rng *rand.Rand, kind string, t target) (bool, error) {
 		if err := n.l.Signal(t.host, t.daemon, syscall.SIGSTOP); err != nil {
 			return false, nil
 		}
+		begun()
 		d := hold(rng, 1, 6)
 		n.logf("SIGSTOP %s/%s for %.1fs", t.host, t.daemon, d.Seconds())
 		return true, n.l.Signal(t.host, t.daemon, syscall.SIGCONT)
@@ -475,6 +501,7 @@ func (n *nemesis) inject(rng *rand.Rand, kind string, t target) (bool, error) {
 		if err := n.l.SetLink(t.host, false); err != nil {
 			return false, err
 		}
+		begun()
 		d := hold(rng, 1, 8)
 		n.logf("link of %s down for %.1fs", t.host, d.Seconds())
 		return true, n.l.SetLink(t.host, true)
@@ -494,6 +521,7 @@ func (n *nemesis) inject(rng *rand.Rand, kind string, t target) (bool, error) {
 			os.Remove(filler)
 			return false, err
 		}
+		begun()
 		d := hold(rng, 2, 8)
 		n.logf("disk of %s filled past its reserve (%d MiB) for %.1fs", t.host, size>>20, d.Seconds())
 		return true, os.Remove(filler)
@@ -921,14 +949,14 @@ func pct(ds []time.Duration, q float64) time.Duration {
 
 // summary prints the table and the one-line verdict.
 func summary(out io.Writer, res *ChaosResult, led *ledger) {
-	fmt.Fprintf(out, "\n%-6s %6s %26s\n", "fault", "count", "recovery p50 / p90 / max")
+	fmt.Fprintf(out, "\n%-6s %6s %s\n", "fault", "count", "first write acked after fault start p50 / p90 / max")
 	for _, k := range faultKinds {
 		r := res.Recovery[k.name]
 		rec := "-"
 		if len(r) > 0 {
 			rec = fmt.Sprintf("%.2fs / %.2fs / %.2fs", pct(r, 0.5).Seconds(), pct(r, 0.9).Seconds(), pct(r, 1).Seconds())
 		}
-		fmt.Fprintf(out, "%-6s %6d %26s\n", k.name, res.Faults[k.name], rec)
+		fmt.Fprintf(out, "%-6s %6d %s\n", k.name, res.Faults[k.name], rec)
 	}
 	led.mu.Lock()
 	var kinds []string
