@@ -199,6 +199,8 @@ if [[ -n $direct ]]; then
 	for d in "${daemons[@]}"; do start_direct "$d"; done
 else
 	install_binaries
+	# reelfs status, ls, put, ... on any VM find the cluster by themselves
+	printf 'export REELFS_META=%s\nexport CONSUL_HTTP_ADDR=%s\n' "$meta_list" "$consul_addr" >/etc/profile.d/reelfs.sh
 	for d in "${daemons[@]}"; do write_unit "$d"; done
 fi
 echo "provision: $host ($role, $addr) up: ${daemons[*]}"
