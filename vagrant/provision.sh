@@ -139,10 +139,25 @@ install_binaries() {
 	fi
 }
 
+# systemd_quote WORD prints WORD as one word of a unit's ExecStart: bare
+# when plain, else double-quoted with systemd's escapes ($ and % doubled).
+systemd_quote() {
+	local w=$1
+	w=${w//%/%%}
+	w=${w//\$/\$\$}
+	if [[ $w =~ ^[A-Za-z0-9_./:,=@+-]+$ ]]; then
+		printf '%s' "$w"
+		return
+	fi
+	w=${w//\\/\\\\}
+	w=${w//\"/\\\"}
+	printf '"%s"' "$w"
+}
+
 # write_unit DAEMON writes and starts the systemd unit reelfs-DAEMON.
 write_unit() {
 	local d=$1 exec_start unit=/etc/systemd/system/reelfs-$1.service
-	exec_start=$(cmd_of "$d" | while read -r w; do printf '%q ' "$w"; done)
+	exec_start=$(cmd_of "$d" | while read -r w; do printf '%s ' "$(systemd_quote "$w")"; done)
 	local after=network-online.target
 	{
 		echo "[Unit]"
