@@ -79,6 +79,14 @@ func (r *ChaosResult) TotalFaults() int {
 type fileState struct {
 	sum  []byte // marshaled sha256 state of the content, to append to
 	size int64
+	op   string    // the last acknowledged operation on the path
+	at   time.Time // when it was acknowledged
+}
+
+// goneState is a path an acknowledged unlink or rename took away.
+type goneState struct {
+	op string
+	at time.Time
 }
 
 // ledger records every acknowledged operation's effect by path. A path
@@ -86,7 +94,7 @@ type fileState struct {
 type ledger struct {
 	mu      sync.Mutex
 	files   map[string]fileState // must exist with this content
-	gone    map[string]bool      // must not exist
+	gone    map[string]goneState // must not exist
 	unknown map[string]bool
 	acked   map[string]int // by op kind
 	failed  int
@@ -94,14 +102,16 @@ type ledger struct {
 }
 
 func newLedger() *ledger {
-	return &ledger{files: map[string]fileState{}, gone: map[string]bool{}, unknown: map[string]bool{},
+	return &ledger{files: map[string]fileState{}, gone: map[string]goneState{}, unknown: map[string]bool{},
 		acked: map[string]int{}, errs: map[string]int{}}
 }
 
 func (l *ledger) ack(kind string, set map[string]*fileState, gone ...string) {
+	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for p, st := range set {
+		st.op, st.at = kind, now
 		l.files[p] = *st
 		delete(l.gone, p)
 		delete(l.unknown, p)
@@ -109,7 +119,7 @@ func (l *ledger) ack(kind string, set map[string]*fileState, gone ...string) {
 	for _, p := range gone {
 		delete(l.files, p)
 		delete(l.unknown, p)
-		l.gone[p] = true
+		l.gone[p] = goneState{kind, now}
 	}
 	l.acked[kind]++
 }
@@ -234,6 +244,12 @@ func payloadSize(rng *rand.Rand) int {
 	}
 }
 
+// liveBudget bounds the bytes a writer keeps: past it, it unlinks rather
+// than creates, so a long run does not fill the chunkservers' disks (four
+// writers, about 64 MiB per member of a group, plus garbage not yet
+// collected).
+const liveBudget = 48 << 20
+
 // writer runs creates, appends, renames and unlinks in dir until stop,
 // at most maxOps, recording each acknowledged one in l.
 func writer(ctx context.Context, ops fsOps, dir string, seed uint64, l *ledger, stop <-chan struct{}) {
@@ -244,6 +260,13 @@ func writer(ctx context.Context, ops fsOps, dir string, seed uint64, l *ledger, 
 		st   fileState
 	}
 	var files []live
+	liveBytes := func(fs []live) int64 {
+		n := int64(0)
+		for _, f := range fs {
+			n += f.st.size
+		}
+		return n
+	}
 	buf := make([]byte, 6<<20)
 	for i := 0; i < maxOps; i++ {
 		select {
@@ -253,7 +276,11 @@ func writer(ctx context.Context, ops fsOps, dir string, seed uint64, l *ledger, 
 		}
 		octx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		failedBefore := l.failures()
-		switch op := rng.IntN(100); {
+		op := rng.IntN(100)
+		if liveBytes(files) > liveBudget && op < 65 {
+			op = 82 + op%18 // the disks are small: unlink instead
+		}
+		switch {
 		case op < 45 || len(files) < 4:
 			p := fmt.Sprintf("%s/f%06d", dir, i)
 			data := buf[:payloadSize(rng)]
@@ -483,10 +510,20 @@ func (n *nemesis) inject(rng *rand.Rand, kind string, t target, begun func()) (b
 			return false, err
 		}
 		begun()
+		if t.daemon == "mount" {
+			// A killed FUSE server can hang in exit on requests to its own
+			// mount; dropping the mount releases them, as an operator's
+			// `reelfs umount` would.
+			exec.Command("fusermount3", "-u", "-z", n.l.Mountpoint()).Run()
+		}
 		d := hold(rng, 0.5, 4)
 		n.logf("kill -9 %s/%s, restarted after %.1fs", t.host, t.daemon, d.Seconds())
-		for i := 0; n.l.Pid(t.host, t.daemon) != 0 && i < 100; i++ {
+		waited := time.Now()
+		for i := 0; n.l.Pid(t.host, t.daemon) != 0 && i < 600; i++ {
 			time.Sleep(50 * time.Millisecond)
+		}
+		if n.l.Pid(t.host, t.daemon) != 0 {
+			return false, fmt.Errorf("still running %.0fs after kill -9", time.Since(waited).Seconds())
 		}
 		return true, n.l.Restart(t.host, t.daemon)
 	case "stop":
@@ -857,10 +894,11 @@ func check(ctx context.Context, c *client.Client, l *Lab, led *ledger, dirs []st
 		switch {
 		case err != nil:
 			lost++
-			report("LOST %s: %v", p, err)
+			report("LOST %s (%s acknowledged at %s): %v", p, want.op, want.at.UTC().Format("15:04:05.000"), err)
 		case got != want.hex():
 			lost++
-			report("LOST %s: sha256 %s size %d, acknowledged %s size %d", p, got, size, want.hex(), want.size)
+			report("LOST %s: sha256 %s size %d, %s acknowledged at %s: %s size %d", p, got, size,
+				want.op, want.at.UTC().Format("15:04:05.000"), want.hex(), want.size)
 		}
 		if i%10 == 0 && i/10 < 20 { // 20 files over HTTP from the client host
 			if err := checkHTTP(l.HTTPURL()+strings.TrimPrefix(p, "/"), want.hex()); err != nil {
@@ -869,10 +907,10 @@ func check(ctx context.Context, c *client.Client, l *Lab, led *ledger, dirs []st
 			}
 		}
 	}
-	for p := range led.gone {
+	for p, g := range led.gone {
 		if _, err := c.Resolve(ctx, p); !errors.Is(err, wire.ErrNotFound) {
 			twice++
-			report("BACK %s: deleted or renamed away by an acknowledged operation, but resolves (err %v)", p, err)
+			report("BACK %s: taken away by an %s acknowledged at %s, but resolves (err %v)", p, g.op, g.at.UTC().Format("15:04:05.000"), err)
 		}
 	}
 	for _, d := range dirs {
@@ -888,7 +926,8 @@ func check(ctx context.Context, c *client.Client, l *Lab, led *ledger, dirs []st
 		}
 		for _, e := range ents {
 			p := path.Join(d, e.Name)
-			if _, ok := led.files[p]; !ok && !led.unknown[p] && !led.gone[p] {
+			_, gone := led.gone[p]
+			if _, ok := led.files[p]; !ok && !led.unknown[p] && !gone {
 				twice++
 				report("EXTRA %s: no operation made it", p)
 			}
