@@ -72,6 +72,11 @@ type core struct {
 	// appended fires after every op-log entry written (the leader's
 	// fetch long-polls wait on it).
 	appended *signal
+
+	// follower is set while this metaserver follows another's op log
+	// (failover): its log must hold the leader's entries only, so no
+	// txn commits, whatever asks (a Consul health change, a reaper).
+	follower atomic.Bool
 }
 
 // openCore opens (creating on first start) the database under cfg.Dir.
@@ -342,6 +347,9 @@ func (t *txn) commit() error {
 	c := t.c
 	if c.closed {
 		return ErrClosed
+	}
+	if c.follower.Load() {
+		return wire.Errorf(wire.ErrNotLeader, "metaserver follows another's op log: %s not written", t.op)
 	}
 	for _, x := range t.nodes {
 		switch {

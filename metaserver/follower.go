@@ -3,6 +3,7 @@ package metaserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -178,6 +179,11 @@ func (f *fetcher) follow(ctx context.Context, st haState) error {
 			return fmt.Errorf("%w: asked for %d, got %d", ErrCorrupt, from, rs[0].Seq)
 		}
 		if err := h.c.applyLog(rs); err != nil {
+			if errors.Is(err, ErrCorrupt) {
+				// The local log does not continue where the leader's
+				// does: never paper over it, take the leader's state.
+				return f.resync(ctx, st, err.Error())
+			}
 			return err
 		}
 	}

@@ -108,6 +108,7 @@ func newHA(c *core, cc *consul.Client, cfg Config, addr, checkID string, log *sl
 		return nil, err
 	}
 	h.fetch = newFetcher(h)
+	c.follower.Store(true) // until it holds the lock
 	return h, nil
 }
 
@@ -240,6 +241,7 @@ func (h *ha) lead(ctx context.Context, lost <-chan struct{}) error {
 		}
 	}
 	h.mu.Unlock()
+	h.c.follower.Store(false)
 	if err := h.c.startEpoch(next.Epoch); err != nil {
 		return fmt.Errorf("start epoch %d: %w", next.Epoch, err)
 	}
@@ -313,6 +315,7 @@ func (h *ha) stepDown() {
 	was := h.leading
 	h.leading = false
 	h.leaderAddr = ""
+	h.c.follower.Store(true)
 	h.mu.Unlock()
 	if was {
 		h.log.Warn("stepped down")

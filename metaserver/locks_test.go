@@ -165,3 +165,29 @@ func TestLocksOfDeadSessions(t *testing.T) {
 		t.Fatalf("after the takeover's TTL: %+v", list)
 	}
 }
+
+// TestFollowerWritesNothing: while a metaserver follows another's op log
+// nothing may append to its own (a chaos run caught a follower logging a
+// chunkserver in-sync-set change from a Consul health update, which made
+// it skip the leader's entry of that seq).
+func TestFollowerWritesNothing(t *testing.T) {
+	c, _ := newTestCore(t)
+	ctx := context.Background()
+	before := c.lastSeq()
+	c.follower.Store(true)
+	_, err := c.create(ctx, wire.OpMkdir, &wire.CreateReq{Parent: wire.RootIno, Name: "x", Mode: wire.ModeDir | 0o755})
+	wantCode(t, err, wire.CodeNotLeader)
+	if err := c.refreshISR(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.heartbeat(ctx, &wire.Member{ID: "m1", Addr: "127.0.0.1:1", Group: 1, Healthy: true}); err == nil {
+		t.Log("heartbeat answered without writing")
+	}
+	if got := c.lastSeq(); got != before {
+		t.Fatalf("a follower wrote op-log entries %d..%d", before+1, got)
+	}
+	c.follower.Store(false)
+	if _, err := c.create(ctx, wire.OpMkdir, &wire.CreateReq{Parent: wire.RootIno, Name: "x", Mode: wire.ModeDir | 0o755}); err != nil {
+		t.Fatal(err)
+	}
+}

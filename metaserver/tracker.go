@@ -380,6 +380,10 @@ func (c *core) updateISR(g uint32) (wire.Group, error) {
 	defer c.mu.Unlock()
 	now := c.clock()
 	grp := c.tracker.group(g, now)
+	if c.follower.Load() {
+		// Only the leader decides (and logs) in-sync sets.
+		return grp, nil
+	}
 	d := decideISR(now, grp.Members, grp.ISR, c.tracker.rules)
 	if !d.Changed {
 		return grp, nil
