@@ -425,6 +425,10 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 		wire.ReplyError(rc, wire.Errorf(wire.ErrUnauthorized, "missing or wrong cluster secret"))
 		return
 	}
+	if rc.IsGet() && string(path) == wire.PathBackup {
+		s.serveBackup(rc)
+		return
+	}
 	if s.ha != nil && rc.IsGet() {
 		switch string(path) {
 		case wire.PathOpLog:

@@ -1,6 +1,7 @@
 // Command reelfs is the one binary of reelfs: the daemons (server, meta,
 // chunk, httpd, live, mount) and the client commands (put, get, cat, ls,
-// mkdir, rm, mv, stat, status, rmmember, sign, umount, version).
+// mkdir, rm, mv, stat, status, rmmember, backup, restore, sign, umount,
+// version).
 //
 // The command line is parsed by cobra and pflag, GNU style: flags may come
 // before or after the positional arguments, as --flag value or
@@ -69,6 +70,8 @@ func commands() []command {
 		statCommand(),
 		statusCommand(),
 		rmMemberCommand(),
+		backupCommand(),
+		restoreCommand(),
 		signCommand(),
 		versionCommand(),
 	}

@@ -502,6 +502,10 @@ const (
 	PathOpLog      = "/v1/oplog"
 	PathOpLogEpoch = "/v1/oplog/epochs"
 	PathOpLogSnap  = "/v1/oplog/snapshot"
+	// PathBackup answers a backup of the namespace (GET, with the cluster
+	// secret) on a metaserver that runs alone or leads; see
+	// metaserver.CheckBackup for its format.
+	PathBackup = "/v1/backup"
 )
 
 // Heartbeat is what a chunkserver reports to the tracker (OpHeartbeat,
