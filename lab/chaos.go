@@ -11,6 +11,7 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -64,6 +65,10 @@ type ChaosResult struct {
 	Twice    int                        // effects present that nothing acknowledged or that were undone
 	Checked  int                        // files read back whole
 	Final    map[string]time.Duration   // after the last heal: write, converged, status healthy
+	// ByTarget is Recovery per fault kind and what it hit ("kill meta
+	// leader", "cut chunk"): a metaserver fault is a failover only when
+	// it hit the leader.
+	ByTarget map[string][]time.Duration
 }
 
 // TotalFaults is the number of faults injected.
@@ -456,6 +461,7 @@ func (n *nemesis) run(ctx context.Context, seed uint64, deadline time.Time) erro
 				pch <- probed{d, err}
 			}()
 		}
+		class := n.class(t)
 		healed, err := n.inject(rng, kind, t, begun)
 		n.mu.Lock()
 		n.busy[t.host] = false
@@ -484,10 +490,40 @@ func (n *nemesis) run(ctx context.Context, seed uint64, deadline time.Time) erro
 		n.mu.Lock()
 		n.res.Faults[kind]++
 		n.res.Recovery[kind] = append(n.res.Recovery[kind], p.d)
+		n.res.ByTarget[kind+" "+class] = append(n.res.ByTarget[kind+" "+class], p.d)
 		n.mu.Unlock()
 		time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond)
 	}
 	return nil
+}
+
+// class names what a fault on t hits: its daemon, and for a metaserver
+// whether it leads (asked of the metaserver itself just before the
+// fault; "meta ?" when it does not answer within a second).
+func (n *nemesis) class(t target) string {
+	if t.daemon != "meta" {
+		return t.daemon
+	}
+	var addr string
+	for _, h := range n.l.Hosts() {
+		if h.Name == t.host {
+			addr = h.Addr.String() + ":9400"
+		}
+	}
+	hc := http.Client{Timeout: time.Second}
+	resp, err := hc.Get("http://" + addr + wire.PathHA)
+	if err != nil {
+		return "meta ?"
+	}
+	defer resp.Body.Close()
+	var ha wire.MetaHA
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&ha) != nil {
+		return "meta ?"
+	}
+	if ha.Leading {
+		return "meta leader"
+	}
+	return "meta follower"
 }
 
 // hold sleeps between lo and hi seconds.
@@ -675,7 +711,8 @@ func Chaos(ctx context.Context, l *Lab, cfg ChaosConfig) (*ChaosResult, error) {
 	}
 	fmt.Fprintf(out, "chaos: seed %d, %s of faults, %d nemeses, %d SDK + %d mount writers\n",
 		cfg.Seed, cfg.Duration, cfg.Nemeses, cfg.Writers, cfg.Writers)
-	res := &ChaosResult{Faults: map[string]int{}, Recovery: map[string][]time.Duration{}, Final: map[string]time.Duration{}}
+	res := &ChaosResult{Faults: map[string]int{}, Recovery: map[string][]time.Duration{},
+		ByTarget: map[string][]time.Duration{}, Final: map[string]time.Duration{}}
 	ccfg := client.DefaultConfig()
 	ccfg.Meta = l.MetaList()
 	c, err := client.New(ccfg)
@@ -998,6 +1035,13 @@ func summary(out io.Writer, res *ChaosResult, led *ledger) {
 			rec = fmt.Sprintf("%.2fs / %.2fs / %.2fs", pct(r, 0.5).Seconds(), pct(r, 0.9).Seconds(), pct(r, 1).Seconds())
 		}
 		fmt.Fprintf(out, "%-6s %6d %s\n", k.name, res.Faults[k.name], rec)
+	}
+	targets := slices.Sorted(maps.Keys(res.ByTarget))
+	fmt.Fprintf(out, "\n%-20s %6s %s\n", "fault on", "count", "first write acked after fault start p50 / p90 / p99 / max")
+	for _, k := range targets {
+		r := res.ByTarget[k]
+		fmt.Fprintf(out, "%-20s %6d %.2fs / %.2fs / %.2fs / %.2fs\n", k, len(r),
+			pct(r, 0.5).Seconds(), pct(r, 0.9).Seconds(), pct(r, 0.99).Seconds(), pct(r, 1).Seconds())
 	}
 	led.mu.Lock()
 	var kinds []string
