@@ -52,9 +52,13 @@ func sleep(ctx context.Context, d time.Duration) error {
 // that answers NOSPACE makes the client drop its lease and allocate again
 // (the new placement may pick another group). Transient failures are
 // retried until Config.RetryTimeout; a full cluster gives wire.ErrNoSpace.
+// The ids of failed attempts, which may have left the block on some
+// members, are discarded at once.
 func (c *Client) upload(ctx context.Context, data []byte) (id uint64, group uint32, err error) {
 	crc := fmt.Sprintf("%08x", crc32.Checksum(data, c.crc))
 	b := c.newBackoff(ctx)
+	var tried []wire.BlockRef
+	defer func() { c.discardBlocks(tried) }()
 	for {
 		t, err := c.nextID(ctx, len(data))
 		if err != nil {
@@ -69,6 +73,7 @@ func (c *Client) upload(ctx context.Context, data []byte) (id uint64, group uint
 			return t.id, t.group, nil
 		}
 		c.unholdPut(t.id)
+		tried = append(tried, wire.BlockRef{ID: t.id, Group: t.group})
 		if ctx.Err() != nil {
 			return 0, 0, fmt.Errorf("client: put block %s: %w (last error: %v)", wire.BlockName(t.id), ctx.Err(), err)
 		}

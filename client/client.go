@@ -60,6 +60,7 @@ type Client struct {
 	chunks *chunkCache
 	groups *groupCache
 	lease  leaser
+	space  spaceState
 	flight flights
 	stats  counters
 
@@ -136,6 +137,13 @@ func New(cfg Config) (*Client, error) {
 		defer c.wg.Done()
 		c.sessionLoop(ctx)
 	}()
+	if cfg.CommitEvery > 0 {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.commitLoop(ctx)
+		}()
+	}
 	return c, nil
 }
 
@@ -313,8 +321,13 @@ func (c *Client) keepAlive(ctx context.Context) error {
 		n.mu.Unlock()
 	}
 	c.stats.metaCalls.Add(1)
-	return wire.CallLeader(ctx, c.meta, c.leaders, wire.PathMeta+wire.OpSession, c.cfg.Secret, "",
-		&wire.SessionReq{Session: c.session, Open: open, Uploads: idRanges(ids)}, nil)
+	var r wire.SessionReply
+	err := wire.CallLeader(ctx, c.meta, c.leaders, wire.PathMeta+wire.OpSession, c.cfg.Secret, "",
+		&wire.SessionReq{Session: c.session, Open: open, Uploads: idRanges(ids)}, &r)
+	if err == nil {
+		c.noteSpace(!r.Full)
+	}
+	return err
 }
 
 // holdPut records a block PUT under way; unholdPut ends it.

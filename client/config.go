@@ -22,7 +22,14 @@ type Config struct {
 	Prefetch     int           // blocks fetched ahead on sequential reads, default 8
 	RetryTimeout time.Duration // give up retrying transient errors after this, default 60s
 	SessionEvery time.Duration // session keep-alive interval, default 5s
-	Logger       *slog.Logger  // default: discard (never slog.Default)
+	// CommitEvery bounds how long written bytes stay private to this
+	// client: a file open for writing uploads and commits (without fsync)
+	// what it holds at most this long after it was written, so other
+	// clients see a growing file grow and a crash of this process loses
+	// at most about this much of a long write. Default 1s; 0 commits
+	// only at Flush, Sync, Close and the size thresholds.
+	CommitEvery time.Duration
+	Logger      *slog.Logger // default: discard (never slog.Default)
 	// Local maps the addresses of chunkservers running in this process
 	// (the all-in-one server) to their block stores: blocks on them are
 	// read in-process instead of over HTTP. Writes still go over HTTP.
@@ -45,6 +52,7 @@ const (
 	maxUploads     = 1024
 	maxPrefetch    = 64
 	minSessionTick = 10 * time.Millisecond
+	minCommitEvery = 100 * time.Millisecond
 )
 
 // DefaultConfig returns the defaults documented on Config; Meta is empty.
@@ -58,6 +66,7 @@ func DefaultConfig() Config {
 		Prefetch:     8,
 		RetryTimeout: 60 * time.Second,
 		SessionEvery: 5 * time.Second,
+		CommitEvery:  time.Second,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
@@ -85,6 +94,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: RetryTimeout must be positive", ErrConfig)
 	case c.SessionEvery < minSessionTick:
 		return fmt.Errorf("%w: SessionEvery %v below %v", ErrConfig, c.SessionEvery, minSessionTick)
+	case c.CommitEvery != 0 && c.CommitEvery < minCommitEvery:
+		return fmt.Errorf("%w: CommitEvery %v below %v (0 turns periodic commits off)", ErrConfig, c.CommitEvery, minCommitEvery)
 	case c.Logger == nil:
 		return fmt.Errorf("%w: Logger is nil", ErrConfig)
 	}

@@ -47,7 +47,11 @@ type inode struct {
 	writes   uint64    // count of writes, to tell whether a commit covered all
 	unsynced bool      // a commit without Sync happened since the last sync
 	writeErr error     // first failed background upload since the last good flush
-	orphan   bool      // unlinked by this client while open
+	// dirtyAt is no later than the oldest write not committed yet (zero
+	// when everything is committed): the periodic commit (commitLoop)
+	// flushes n once it is CommitEvery/2 old.
+	dirtyAt time.Time
+	orphan  bool // unlinked by this client while open
 }
 
 func newInode(attr wire.Attr, blockSize int, pool *bufPool) *inode {
@@ -69,10 +73,16 @@ func (n *inode) adopt(attr wire.Attr) {
 }
 
 // overlay reports attr with the local size and mtime when local writes
-// are pending.
+// are pending. Without them, attributes of a newer version than this
+// client holds are adopted: a file that another client appends to grows
+// for every handle open here once this client sees its attributes again
+// (the mount's attribute timeout), so size and reads agree.
 func (n *inode) overlay(attr wire.Attr) wire.Attr {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if !n.changed && attr.Version > n.version {
+		n.adopt(attr)
+	}
 	if n.changed {
 		attr.Size = uint64(n.size)
 		attr.Mtime = n.mtime
@@ -134,13 +144,19 @@ func (c *Client) release(ctx context.Context, n *inode) error {
 	if !last {
 		return nil
 	}
+	// commitMu: a periodic flush that started before the inode left
+	// c.inodes finishes first, so no block it commits is discarded.
+	n.commitMu.Lock()
 	n.mu.Lock()
 	for n.wb.inflight > 0 {
 		n.settled.Wait()
 	}
 	n.wb.discard()
+	freed := n.wb.takeFreed()
 	orphan := n.orphan
 	n.mu.Unlock()
+	n.commitMu.Unlock()
+	c.discardBlocks(freed)
 	if !orphan {
 		return nil
 	}
@@ -162,6 +178,11 @@ func (c *Client) release(ctx context.Context, n *inode) error {
 func (c *Client) write(ctx context.Context, n *inode, p []byte, off int64, appending bool) (int64, error) {
 	if off < 0 || off > maxFileSize || int64(len(p)) > maxFileSize-off {
 		return 0, wire.Errorf(wire.ErrInvalid, "client: write of %d bytes at %d", len(p), off)
+	}
+	if len(p) > 0 {
+		if err := c.checkSpace(ctx); err != nil {
+			return off, fmt.Errorf("client: write inode %d: %w", n.ino, err)
+		}
 	}
 	n.ioMu.RLock()
 	defer n.ioMu.RUnlock()
@@ -215,7 +236,11 @@ func (c *Client) write(ctx context.Context, n *inode, p []byte, off int64, appen
 		}
 		done += k
 		n.size = max(n.size, off+int64(done))
-		n.mtime = time.Now().UnixNano()
+		now := time.Now()
+		n.mtime = now.UnixNano()
+		if !n.changed || n.dirtyAt.IsZero() {
+			n.dirtyAt = now
+		}
 		n.changed = true
 		n.writes++
 	}
@@ -380,6 +405,7 @@ func (c *Client) flushLocked(ctx context.Context, n *inode, sync bool) error {
 		return nil
 	}
 	target := n.wb.seq
+	start := time.Now() // every write before it is at or below target
 	c.uploadAll(n)
 	for {
 		waiting, err := n.wb.unsettled(target)
@@ -393,7 +419,18 @@ func (c *Client) flushLocked(ctx context.Context, n *inode, sync bool) error {
 		n.settled.Wait()
 	}
 	n.mu.Unlock()
-	return c.commitLocked(ctx, n, sync)
+	if err := c.commitLocked(ctx, n, sync); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	switch {
+	case !n.changed:
+		n.dirtyAt = time.Time{}
+	case n.dirtyAt.Before(start): // what is left was written after start
+		n.dirtyAt = start
+	}
+	n.mu.Unlock()
+	return nil
 }
 
 // commitPending commits what n has uploaded, unless a flush or commit is
@@ -413,6 +450,13 @@ func (c *Client) commitLocked(ctx context.Context, n *inode, sync bool) error {
 	plan := n.wb.plan()
 	writes := n.writes
 	req := wire.CommitReq{Ino: n.ino, Slices: plan.slices, Size: uint64(n.size), Mtime: n.mtime, Sync: sync}
+	if !n.wb.covers(plan) {
+		// Some writes are still in memory or uploading: the local size may
+		// run past the bytes committed here, and another client would read
+		// zeros there until the next commit. The metaserver grows the file
+		// to the end of the committed slices instead.
+		req.Size = 0
+	}
 	if len(plan.slices) == 0 && !n.changed {
 		n.mu.Unlock()
 		return nil
@@ -466,7 +510,9 @@ func (c *Client) setAttrOpen(ctx context.Context, n *inode, req wire.SetAttrReq)
 	n.mu.Lock()
 	n.wb.truncate(size)
 	n.size = min(n.size, size)
+	freed := n.wb.takeFreed()
 	n.mu.Unlock()
+	c.discardBlocks(freed)
 	if err := c.flushLocked(ctx, n, false); err != nil {
 		return wire.Attr{}, err
 	}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -224,29 +225,47 @@ func (c *Client) nextID(ctx context.Context, bytes int) (blockTarget, error) {
 	asked := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.cur.next >= l.cur.end || time.Since(l.cur.at) > leaseMaxAge {
-		if l.err != nil && !asked.After(l.errAt) {
-			return blockTarget{}, l.err
-		}
-		var r wire.AllocReply
-		req := wire.AllocReq{Count: leaseIDs, Bytes: int64(bytes)}
-		if err := c.call(ctx, wire.OpAlloc, &req, &r); err != nil {
-			if ctx.Err() == nil {
-				l.err, l.errAt = err, time.Now()
-			}
-			return blockTarget{}, err
-		}
-		l.err = nil
-		if r.Count < 1 || r.First == 0 || len(r.Members) == 0 {
-			return blockTarget{}, wire.Errorf(wire.ErrIO, "client: alloc answered an empty lease (first %d, %d ids, %d members)",
-				r.First, r.Count, len(r.Members))
-		}
-		l.gen++
-		l.cur = lease{next: r.First, end: r.First + uint64(r.Count), group: r.Group, members: r.Members, at: time.Now(), gen: l.gen}
+	if err := c.leaseLocked(ctx, bytes, asked); err != nil {
+		return blockTarget{}, err
 	}
 	t := blockTarget{id: l.cur.next, group: l.cur.group, members: l.cur.members, gen: l.cur.gen}
 	l.cur.next++
 	return t, nil
+}
+
+// leaseLocked makes sure the current lease has an unused id and is fresh,
+// asking the metaserver for a new one otherwise; c.lease.mu held. A
+// caller that started waiting (asked) before the last alloc failed shares
+// that failure. Every answer updates what the client knows about the
+// cluster's space (noteSpace).
+func (c *Client) leaseLocked(ctx context.Context, bytes int, asked time.Time) error {
+	l := &c.lease
+	if l.cur.next < l.cur.end && time.Since(l.cur.at) <= leaseMaxAge {
+		return nil
+	}
+	if l.err != nil && !asked.After(l.errAt) {
+		return l.err
+	}
+	var r wire.AllocReply
+	req := wire.AllocReq{Count: leaseIDs, Bytes: int64(bytes)}
+	if err := c.call(ctx, wire.OpAlloc, &req, &r); err != nil {
+		if ctx.Err() == nil {
+			l.err, l.errAt = err, time.Now()
+		}
+		if errors.Is(err, wire.ErrNoSpace) {
+			c.noteSpace(false)
+		}
+		return err
+	}
+	l.err = nil
+	if r.Count < 1 || r.First == 0 || len(r.Members) == 0 {
+		return wire.Errorf(wire.ErrIO, "client: alloc answered an empty lease (first %d, %d ids, %d members)",
+			r.First, r.Count, len(r.Members))
+	}
+	c.noteSpace(true)
+	l.gen++
+	l.cur = lease{next: r.First, end: r.First + uint64(r.Count), group: r.Group, members: r.Members, at: time.Now(), gen: l.gen}
+	return nil
 }
 
 // dropLease forgets lease gen (a member said NOSPACE or all failed), so

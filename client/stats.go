@@ -20,6 +20,9 @@ type Stats struct {
 	PutErrors     int64 // block PUTs that failed on one member
 	Prefetches    int64 // blocks fetched ahead of sequential reads
 	Commits       int64 // commits sent
+	Periodic      int64 // flushes started by the periodic commit (Config.CommitEvery)
+	PeriodicFails int64 // of those, flushes that failed
+	Discarded     int64 // uploaded blocks given back without a commit (failed or abandoned writes)
 	MetaCalls     int64 // metaserver calls (first attempts)
 	Retries       int64 // retries of transient errors (metaserver and blocks)
 	DirtyBytes    int64 // bytes of all write buffers not uploaded yet, now
@@ -37,6 +40,9 @@ type counters struct {
 	prefetches, commits            atomic.Int64
 	metaCalls, retries             atomic.Int64
 	dirtyWaits                     atomic.Int64
+	periodicCommits                atomic.Int64
+	periodicFailures               atomic.Int64
+	discarded                      atomic.Int64
 }
 
 // Stats returns a snapshot of the client's counters.
@@ -59,6 +65,9 @@ func (c *Client) Stats() Stats {
 		PutErrors:     c.stats.putErrors.Load(),
 		Prefetches:    c.stats.prefetches.Load(),
 		Commits:       c.stats.commits.Load(),
+		Periodic:      c.stats.periodicCommits.Load(),
+		PeriodicFails: c.stats.periodicFailures.Load(),
+		Discarded:     c.stats.discarded.Load(),
 		MetaCalls:     c.stats.metaCalls.Load(),
 		Retries:       c.stats.retries.Load(),
 		DirtyBytes:    dirty,

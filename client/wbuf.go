@@ -97,6 +97,10 @@ type writeBuffer struct {
 	inflight     int   // slices in sliceUploading
 	pending      int   // slices uploaded and not committed
 	pendingBytes int64 // bytes they cover
+	// freed are the blocks of uploaded slices dropped without a commit
+	// (truncated away, or discarded after a failed flush); takeFreed
+	// hands out those no remaining slice uses, for the client to discard.
+	freed []wire.BlockRef
 }
 
 func newWriteBuffer(blockSize int, pool *bufPool) *writeBuffer {
@@ -336,6 +340,16 @@ func (w *writeBuffer) plan() commitPlan {
 	return p
 }
 
+// covers reports whether p takes every slice of the buffer.
+func (w *writeBuffer) covers(p commitPlan) bool {
+	for idx, list := range w.chunks {
+		if p.taken[idx] != len(list) {
+			return false
+		}
+	}
+	return true
+}
+
 // committed drops the slices of a plan that the metaserver accepted. The
 // lists only grew at their ends since the plan was made (commits and
 // truncations are serialized), so the plan's prefixes are still in place.
@@ -399,7 +413,34 @@ func (w *writeBuffer) drop(s *wslice) {
 	case sliceUploaded:
 		w.pending--
 		w.pendingBytes -= int64(s.n)
+		w.freed = append(w.freed, wire.BlockRef{ID: s.id, Group: s.group})
 	}
+}
+
+// takeFreed returns, once each, the blocks of dropped slices that no
+// slice left in the buffer uses (several slices share a block when they
+// were packed into one upload).
+func (w *writeBuffer) takeFreed() []wire.BlockRef {
+	if len(w.freed) == 0 {
+		return nil
+	}
+	used := make(map[uint64]bool)
+	for _, list := range w.chunks {
+		for _, s := range list {
+			if s.state == sliceUploaded {
+				used[s.id] = true
+			}
+		}
+	}
+	var out []wire.BlockRef
+	for _, b := range w.freed {
+		if !used[b.ID] {
+			used[b.ID] = true // once
+			out = append(out, b)
+		}
+	}
+	w.freed = nil
+	return out
 }
 
 // discard drops everything (the last handle closed after a failed flush).

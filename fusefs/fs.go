@@ -136,6 +136,20 @@ func (f *filesystem) writer(ino uint64) *handle {
 	return nil
 }
 
+// followed reports whether ino is open in this mount, and only for
+// reading.
+func (f *filesystem) followed(ino uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	hs := f.open[ino]
+	for _, h := range hs {
+		if h.writable {
+			return false
+		}
+	}
+	return len(hs) > 0
+}
+
 // overlay replaces the size and mtime of a with those of this mount's
 // unflushed writes when the inode is open for writing here. Every handle
 // of an inode shares one state in the client, so any writer will do.

@@ -218,6 +218,15 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 	}
 	n.remember(a)
 	n.fsys.fillAttr(&out.Attr, a)
+	if a.IsRegular() && n.fsys.followed(a.Ino) {
+		// A file open here only for reading may be growing elsewhere and
+		// followed by a program that polls once per attribute timeout
+		// (tail -f polls every second, as long as the default timeout).
+		// Attributes that expire exactly at the next poll are still valid
+		// there about half the time, and the poll misses a whole second of
+		// growth; half the timeout makes every poll ask.
+		out.SetTimeout(n.fsys.attrTimeout / 2)
+	}
 	return n.fsys.result("getattr", n.ino(), nil)
 }
 

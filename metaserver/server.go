@@ -555,9 +555,15 @@ func (s *Server) opTable() map[string]*opEntry {
 		wire.OpStatFS: call(func(ctx context.Context, _ *empty) (wire.StatFS, error) {
 			return c.statFS(ctx), nil
 		}),
-		wire.OpOpen:      call(c.open),
-		wire.OpRelease:   exec(c.release),
-		wire.OpSession:   exec(c.keepAlive),
+		wire.OpOpen:    call(c.open),
+		wire.OpRelease: exec(c.release),
+		wire.OpSession: call(func(ctx context.Context, req *wire.SessionReq) (wire.SessionReply, error) {
+			if err := c.keepAlive(ctx, req); err != nil {
+				return wire.SessionReply{}, err
+			}
+			return wire.SessionReply{Full: c.full()}, nil
+		}),
+		wire.OpDiscard:   exec(c.discard),
 		wire.OpReadChunk: call(c.readChunk),
 		wire.OpCommit:    call(c.commit),
 		wire.OpAlloc:     call(c.alloc),

@@ -284,7 +284,7 @@ func allOps() []string {
 		wire.OpCreate, wire.OpUnlink, wire.OpRmdir, wire.OpRename, wire.OpLink, wire.OpSymlink,
 		wire.OpReadlink, wire.OpReadDir, wire.OpGetXattr, wire.OpSetXattr, wire.OpListXattr,
 		wire.OpRemoveXattr, wire.OpStatFS, wire.OpOpen, wire.OpRelease, wire.OpSession,
-		wire.OpReadChunk, wire.OpCommit, wire.OpAlloc, wire.OpGroups, wire.OpHeartbeat, wire.OpRemoveMember, wire.OpLock}
+		wire.OpReadChunk, wire.OpCommit, wire.OpAlloc, wire.OpGroups, wire.OpHeartbeat, wire.OpRemoveMember, wire.OpLock, wire.OpDiscard}
 }
 
 func TestOpTableIsComplete(t *testing.T) {

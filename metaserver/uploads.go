@@ -1,6 +1,8 @@
 package metaserver
 
 import (
+	"context"
+	"errors"
 	"slices"
 
 	"github.com/reelfs/reelfs/internal/wire"
@@ -76,4 +78,127 @@ func (c *core) heldUploads() []wire.IDRange {
 		all = append(all, s.uploads...)
 	}
 	return mergeRanges(all)
+}
+
+// maxDiscard bounds the blocks one discard names: a client discards the
+// uploads of one file at a time, at most its write buffer's worth of
+// blocks plus the few of failed attempts.
+const maxDiscard = 1 << 16
+
+// discard queues for deletion the blocks a client uploaded and will never
+// commit (its write failed or was abandoned), so their space comes back
+// at once rather than after the upload grace period. A block is queued
+// only if it was leased, is in no chunk, is not queued already and no
+// other live session reports it as an upload awaiting commit; the
+// caller's own session stops holding it here, so the collector does not
+// have to wait for its next keep-alive either. A block that was never
+// written (a PUT that failed everywhere) is queued all the same: its
+// delete answers 404, which counts as done.
+func (c *core) discard(ctx context.Context, req *wire.DiscardReq) error {
+	if err := checkSession(req.Session, true); err != nil {
+		return err
+	}
+	if len(req.Blocks) > maxDiscard {
+		return errInval("discard of %d blocks (at most %d)", len(req.Blocks), maxDiscard)
+	}
+	for i, b := range req.Blocks {
+		if b.ID == 0 {
+			return errInval("discard block %d: id 0", i)
+		}
+		if !c.tracker.known(b.Group) {
+			return errInval("discard block %d: unknown group %d", i, b.Group)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var others []wire.IDRange
+	for name, s := range c.sessions {
+		if name == req.Session {
+			s.uploads = withoutIDs(s.uploads, req.Blocks)
+			continue
+		}
+		others = append(others, s.uploads...)
+	}
+	others = mergeRanges(others)
+	t := c.begin(wire.OpDiscard)
+	t.tag(ctx)
+	n := 0
+	seen := make(map[uint64]bool, len(req.Blocks))
+	for _, b := range req.Blocks {
+		if seen[b.ID] || b.ID >= t.ctr.nextBlock || inRanges(others, b.ID) {
+			continue
+		}
+		seen[b.ID] = true
+		_, ref, err := getOpt(c.db, keyBlock(b.ID))
+		if err != nil {
+			return ioError("discard", err)
+		}
+		_, tomb, err := getOpt(c.db, keyTomb(b.ID))
+		if err != nil {
+			return ioError("discard", err)
+		}
+		if ref || tomb {
+			continue
+		}
+		t.queueBlock(b.ID, b.Group)
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := t.commit(); err != nil {
+		return err
+	}
+	c.log.Debug("queued discarded uploads", "blocks", n, "session", req.Session)
+	return nil
+}
+
+// withoutIDs returns rs (sorted, merged) without the ids of bs.
+func withoutIDs(rs []wire.IDRange, bs []wire.BlockRef) []wire.IDRange {
+	if len(rs) == 0 || len(bs) == 0 {
+		return rs
+	}
+	ids := make([]uint64, 0, len(bs))
+	for _, b := range bs {
+		ids = append(ids, b.ID)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	var out []wire.IDRange
+	j := 0
+	for _, r := range rs {
+		for j < len(ids) && ids[j] < r[0] {
+			j++
+		}
+		start, open := r[0], true // [start, r[1]] is still to be kept
+		for ; j < len(ids) && ids[j] <= r[1]; j++ {
+			id := ids[j]
+			if id > start {
+				out = append(out, wire.IDRange{start, id - 1})
+			}
+			if id == r[1] { // id+1 could wrap past the top of uint64
+				open = false
+				j++
+				break
+			}
+			start = id + 1
+		}
+		if open {
+			out = append(out, wire.IDRange{start, r[1]})
+		}
+	}
+	return out
+}
+
+// full reports whether no group could take a new block of the largest
+// size now. Right after a start or a takeover, while chunkservers have
+// not all heartbeated, it says no: alloc answers UNAVAILABLE then, not
+// NOSPACE.
+func (c *core) full() bool {
+	now := c.clock()
+	_, err := place(c.tracker.groups(now), wire.MaxBlockSize, 0)
+	if err == nil || !errors.Is(err, wire.ErrNoSpace) {
+		return false
+	}
+	return !(now.Sub(c.startedAt()) < c.tracker.timeout && c.tracker.unheard())
 }

@@ -139,3 +139,90 @@ func TestCollectorSkipsSessionUploads(t *testing.T) {
 	err := c.keepAlive(bg, &wire.SessionReq{Session: "s1", Uploads: []wire.IDRange{{9, 3}}})
 	wantCode(t, err, wire.CodeInvalid)
 }
+
+func TestWithoutIDs(t *testing.T) {
+	const top = ^uint64(0)
+	for _, tc := range []struct {
+		rs   []wire.IDRange
+		ids  []uint64
+		want []wire.IDRange
+	}{
+		{rs: nil, ids: []uint64{3}, want: nil},
+		{rs: []wire.IDRange{{5, 9}}, ids: nil, want: []wire.IDRange{{5, 9}}},
+		{rs: []wire.IDRange{{5, 9}}, ids: []uint64{5}, want: []wire.IDRange{{6, 9}}},
+		{rs: []wire.IDRange{{5, 9}}, ids: []uint64{9}, want: []wire.IDRange{{5, 8}}},
+		{rs: []wire.IDRange{{5, 9}}, ids: []uint64{7, 7, 1, 20}, want: []wire.IDRange{{5, 6}, {8, 9}}},
+		{rs: []wire.IDRange{{5, 5}}, ids: []uint64{5}, want: nil},
+		{rs: []wire.IDRange{{5, 9}, {12, 14}}, ids: []uint64{9, 12, 6}, want: []wire.IDRange{{5, 5}, {7, 8}, {13, 14}}},
+		{rs: []wire.IDRange{{top - 2, top}}, ids: []uint64{top}, want: []wire.IDRange{{top - 2, top - 1}}},
+		{rs: []wire.IDRange{{1, top}}, ids: []uint64{2}, want: []wire.IDRange{{1, 1}, {3, top}}},
+	} {
+		var bs []wire.BlockRef
+		for _, id := range tc.ids {
+			bs = append(bs, wire.BlockRef{ID: id, Group: 1})
+		}
+		if got := withoutIDs(tc.rs, bs); !slices.Equal(got, tc.want) {
+			t.Errorf("withoutIDs(%v, %v) = %v, want %v", tc.rs, tc.ids, got, tc.want)
+		}
+	}
+}
+
+// A discard queues the caller's uncommitted uploads at once (no grace, no
+// wait for the next keep-alive), and leaves alone what it must not
+// delete: committed blocks, ids never leased, other sessions' uploads and
+// blocks queued before.
+func TestDiscardQueuesAbandonedUploads(t *testing.T) {
+	c, _ := newTestCore(t)
+	id := lease(t, c, 6)
+	f := mkfile(t, c, wire.RootIno, "f")
+	commit(t, c, f.Ino, 100, slice(0, 0, 100, id))
+	if err := c.keepAlive(bg, &wire.SessionReq{Session: "s1", Uploads: []wire.IDRange{{id + 1, id + 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.keepAlive(bg, &wire.SessionReq{Session: "s2", Uploads: []wire.IDRange{{id + 4, id + 4}}}); err != nil {
+		t.Fatal(err)
+	}
+	refs := func(ids ...uint64) []wire.BlockRef {
+		var out []wire.BlockRef
+		for _, i := range ids {
+			out = append(out, wire.BlockRef{ID: i, Group: 1})
+		}
+		return out
+	}
+	never := c.highWater()
+	err := c.discard(bg, &wire.DiscardReq{Session: "s1", Blocks: refs(id, id+1, id+2, id+4, id+5, never)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []uint64{id + 1, id + 2, id + 5}
+	if q := queuedIDs(t, c); !slices.Equal(q, want) {
+		t.Fatalf("queue %v, want %v (committed, other session's and unleased ids stay)", q, want)
+	}
+	c.mu.Lock()
+	held := slices.Clone(c.sessions["s1"].uploads)
+	c.mu.Unlock()
+	if !slices.Equal(held, []wire.IDRange{{id + 3, id + 3}}) {
+		t.Fatalf("s1 still holds %v, want only %d", held, id+3)
+	}
+	// Again, after the deletes: tombstoned blocks are not queued twice.
+	if err := c.dequeue(want); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.discard(bg, &wire.DiscardReq{Session: "s1", Blocks: refs(id+1, id+2)}); err != nil {
+		t.Fatal(err)
+	}
+	if q := queuedIDs(t, c); len(q) != 0 {
+		t.Fatalf("queued again: %v", q)
+	}
+	// A discarded block can never be committed.
+	_, err = c.commit(bg, &wire.CommitReq{Ino: f.Ino, Size: 100, Slices: []wire.ChunkSlice{slice(0, 0, 100, id+1)}})
+	wantCode(t, err, wire.CodeInvalid)
+
+	for _, bad := range []*wire.DiscardReq{
+		{Session: "", Blocks: refs(id + 3)},
+		{Session: "s1", Blocks: refs(0)},
+		{Session: "s1", Blocks: []wire.BlockRef{{ID: id + 3, Group: 99}}},
+	} {
+		wantCode(t, c.discard(bg, bad), wire.CodeInvalid)
+	}
+}

@@ -25,6 +25,16 @@ type clientOpts struct {
 	meta   string
 	secret string
 	retry  time.Duration // how long calls retry an unreachable cluster (0: 10 s)
+	// commitEvery, when set, is client.Config.CommitEvery (the mount's
+	// --commit-every); nil keeps the default.
+	commitEvery *time.Duration
+}
+
+// commitFlag defines --commit-every, the bound on how long a mount keeps
+// written bytes before committing them.
+func commitFlag(fs *pflag.FlagSet) *time.Duration {
+	return fs.Duration("commit-every", client.DefaultConfig().CommitEvery,
+		"commit what a file open for writing holds at most this long after it was written: other mounts see it grow, and a crash loses at most about this much (0: only at close and fsync)")
 }
 
 func defineClientFlags(fs *pflag.FlagSet, e *env) *clientOpts {
@@ -53,6 +63,9 @@ func (o *clientOpts) connect(e *env) (*client.Client, error) {
 	cfg.RetryTimeout = 10 * time.Second
 	if o.retry > 0 {
 		cfg.RetryTimeout = o.retry
+	}
+	if o.commitEvery != nil {
+		cfg.CommitEvery = *o.commitEvery
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	return client.New(cfg)

@@ -199,6 +199,7 @@ func mountCommand() command {
 		define: func(fs *pflag.FlagSet, e *env) runFunc {
 			o := defineClientFlags(fs, e)
 			opt := mountFlags(fs)
+			o.commitEvery = commitFlag(fs)
 			logger := logFlags(fs, e)
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 1 {
@@ -291,6 +292,7 @@ func serverCommand() command {
 			consulAddr := consulFlag(fs, e)
 			secret := secretFlag(fs, e)
 			opt := mountFlags(fs)
+			commitEvery := commitFlag(fs)
 			liveOpt := defineLiveFlags(fs, e, "live-")
 			logger := logFlags(fs, e)
 			return func(ctx context.Context, args []string) error {
@@ -324,7 +326,7 @@ func serverCommand() command {
 					minCopies: copies, scrubRate: *scrubRate,
 					dir: *dir, meta: *metaAddr, chunks: addrs, http: *httpAddr, mount: *mountDir,
 					reserve: *reserve, uploadGrace: *uploadGrace, secret: *secret, anonWrites: *anonWrites, accessLog: *accessLog,
-					mountOpt: *opt, log: log, stdout: e, live: liveOpt, consul: cc,
+					mountOpt: *opt, commitEvery: *commitEvery, log: log, stdout: e, live: liveOpt, consul: cc,
 				})
 			}
 		},
@@ -340,6 +342,7 @@ type serverSpec struct {
 	uploadGrace                    time.Duration
 	anonWrites, accessLog          bool
 	mountOpt                       fusefs.Options
+	commitEvery                    time.Duration
 	log                            *slog.Logger
 	stdout                         *env
 	live                           *liveOpts      // live.listen empty: no live server
@@ -396,6 +399,7 @@ func runServer(ctx context.Context, sp serverSpec) error {
 
 	ccfg := client.DefaultConfig()
 	ccfg.Meta, ccfg.Secret, ccfg.Logger = meta.Addr(), sp.secret, sp.log.With("daemon", "client")
+	ccfg.CommitEvery = sp.commitEvery
 	// The mount and httpd read blocks of the chunkservers in this process
 	// directly; uploads and every other client still use HTTP.
 	ccfg.Local = make(map[string]client.LocalBlocks, len(chunks))

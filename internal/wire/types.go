@@ -151,6 +151,7 @@ const (
 	OpHeartbeat    = "heartbeat"
 	OpRemoveMember = "rmmember"
 	OpLock         = "lock"
+	OpDiscard      = "discard"
 )
 
 // LockReq is one byte-range or flock(2) lock request (OpLock). Locks
@@ -320,6 +321,29 @@ type SessionReq struct {
 
 // IDRange is the block ids [0] through [1], both included.
 type IDRange [2]uint64
+
+// SessionReply answers a keep-alive. Full says that no group can take a
+// new block now, so the client can fail a write at once with NOSPACE
+// instead of buffering bytes it will not be able to store.
+type SessionReply struct {
+	Full bool `json:"full,omitempty"`
+}
+
+// DiscardReq names blocks the client uploaded and will never commit: the
+// write they belonged to failed or was abandoned. The metaserver queues
+// for deletion those that were leased, are in no chunk and are no other
+// session's upload, so their space comes back at once instead of after
+// the upload grace period.
+type DiscardReq struct {
+	Session string     `json:"sess"`
+	Blocks  []BlockRef `json:"blocks"`
+}
+
+// BlockRef is a block id and the group it was placed in.
+type BlockRef struct {
+	ID    uint64 `json:"id"`
+	Group uint32 `json:"g"`
+}
 
 // ReadChunkReq asks for the slice list of chunk Index of Ino.
 type ReadChunkReq struct {
