@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,14 +108,17 @@ func TestFullClusterFailsAtWrite(t *testing.T) {
 	}
 }
 
-// patternAt fills p with the bytes of a deterministic stream at off: 8
-// bytes of a seeded generator per 8-byte word, so any range can be
-// checked alone.
+// patternAt fills p with the bytes of a deterministic stream at off
+// (splitmix64 of each 8-byte word's index), so any range can be checked
+// alone.
 func patternAt(p []byte, off int64) {
 	for i := range p {
-		w := uint64(off+int64(i)) / 8
-		r := rand.New(rand.NewPCG(w, 0x9e3779b97f4a7c15))
-		p[i] = byte(r.Uint64() >> (8 * ((uint64(off+int64(i))) % 8)))
+		pos := uint64(off) + uint64(i)
+		x := pos/8 + 0x9e3779b97f4a7c15
+		x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+		x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+		x ^= x >> 31
+		p[i] = byte(x >> (8 * (pos % 8)))
 	}
 }
 
