@@ -97,15 +97,22 @@ func TestSQLiteTwoMounts(t *testing.T) {
 		t.Skip("sqlite3 missing: run scripts/deps.sh")
 	}
 	_, a, b := twoMounts(t)
-	// Rollback journals. Not WAL: its index is shared memory (the -shm
-	// file, mmapped), which each mount's page cache holds apart, so WAL
-	// loses commits across mounts as it does across NFS clients; SQLite
-	// supports WAL on one host only. See docs/operations.md, "Locks".
-	for _, mode := range []string{"delete", "truncate"} {
+	// Rollback journals, and WAL with EXCLUSIVE locking. Shared-memory
+	// WAL cannot work: its index is the mmapped -shm file, which each
+	// mount's page cache holds apart, as it would across NFS clients
+	// (SQLite supports it on one host only). With locking_mode=EXCLUSIVE
+	// SQLite keeps the index in the connection's own memory and holds the
+	// database lock (the metaserver's) until the connection closes, so
+	// writers on two machines take turns. See docs/operations.md, "Locks".
+	for _, mode := range []string{"delete", "truncate", "wal"} {
 		t.Run(mode, func(t *testing.T) {
 			db := "db-" + mode + ".sqlite"
+			pragma := fmt.Sprintf("PRAGMA journal_mode=%s;", mode)
+			if mode == "wal" {
+				pragma = "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL;"
+			}
 			out, err := exec.Command("sqlite3", filepath.Join(a.dir, db),
-				fmt.Sprintf("PRAGMA journal_mode=%s; CREATE TABLE t (w TEXT, i INTEGER);", mode)).CombinedOutput()
+				pragma+" CREATE TABLE t (w TEXT, i INTEGER);").CombinedOutput()
 			if err != nil {
 				t.Fatalf("create: %v: %s", err, out)
 			}
@@ -121,6 +128,9 @@ func TestSQLiteTwoMounts(t *testing.T) {
 					defer wg.Done()
 					var sql strings.Builder
 					sql.WriteString(".timeout 60000\n")
+					if mode == "wal" {
+						sql.WriteString("PRAGMA locking_mode=EXCLUSIVE;\n")
+					}
 					for i := range rows {
 						fmt.Fprintf(&sql, "INSERT INTO t VALUES ('%s', %d);\n", w.name, i)
 					}
@@ -140,12 +150,20 @@ func TestSQLiteTwoMounts(t *testing.T) {
 				t.Logf("mount a:\n%s\nmount b:\n%s", tail(a.log.String(), 3000), tail(b.log.String(), 3000))
 			}
 			for _, d := range []string{a.dir, b.dir} {
-				out, err := exec.Command("sqlite3", filepath.Join(d, db),
-					"PRAGMA integrity_check; SELECT w, count(*), count(DISTINCT i) FROM t GROUP BY w ORDER BY w;").CombinedOutput()
+				check := "PRAGMA integrity_check; SELECT w, count(*), count(DISTINCT i) FROM t GROUP BY w ORDER BY w;"
+				if mode == "wal" {
+					check = ".output /dev/null\nPRAGMA locking_mode=EXCLUSIVE;\n.output stdout\nPRAGMA journal_mode;\n" + check
+				}
+				cmd := exec.Command("sqlite3", filepath.Join(d, db))
+				cmd.Stdin = strings.NewReader(check)
+				out, err := cmd.CombinedOutput()
 				if err != nil {
 					t.Fatalf("check: %v: %s", err, out)
 				}
 				want := fmt.Sprintf("ok\na|%d|%d\nb|%d|%d\n", rows, rows, rows, rows)
+				if mode == "wal" {
+					want = "wal\n" + want
+				}
 				if string(out) != want {
 					t.Fatalf("read through %s: %q, want %q", d, out, want)
 				}
