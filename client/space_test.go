@@ -59,7 +59,13 @@ func TestTruncatedUploadsAreDiscarded(t *testing.T) {
 				fresh = append(fresh, id)
 			}
 		}
-		return len(fresh) >= 4
+		if len(fresh) < 4 {
+			return false
+		}
+		n := c.openInode(f.Ino()) // and the client has marked them uploaded
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.wb.pending == 4
 	})
 	if s := c.Stats(); s.Commits != 0 {
 		t.Fatalf("%d commits before the truncation; the test needs uncommitted uploads", s.Commits)
