@@ -111,14 +111,22 @@ func (g *collector) drain(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	// Deletes go to the healthy members. A member that is down gets them
-	// from its peers' binlogs when it returns (and the collector of
-	// unreferenced blocks removes anything left), so the queue never
-	// waits for a member that may never come back.
+	// from its peers' binlogs when it returns, so the queue does not wait
+	// for it, unless no healthy member held the block: then no binlog
+	// carries the delete (a chunkserver logs only deletes of blocks it
+	// had), and the block may be on the member that is down alone (a PUT
+	// that reached it and failed before it replicated). Such a block
+	// waits for that member to come back or be removed (rmmember); left
+	// to the collector of unreferenced blocks it would stay for the
+	// upload grace, its group's members listing different inventories.
 	members := make(map[uint32][]string)
+	down := make(map[uint32][]string)
 	for _, grp := range g.c.tracker.groups(now) {
 		for _, m := range grp.Members {
 			if m.Healthy {
 				members[grp.ID] = append(members[grp.ID], m.Addr)
+			} else {
+				down[grp.ID] = append(down[grp.ID], m.ID)
 			}
 		}
 	}
@@ -132,9 +140,13 @@ func (g *collector) drain(ctx context.Context) (int, error) {
 	for _, q := range due {
 		eg.Go(func() error {
 			addrs := members[q.group]
-			err := g.deleteEverywhere(ectx, q.id, addrs)
+			held, err := g.deleteEverywhere(ectx, q.id, addrs)
 			if err != nil {
 				g.failed(q.id, now, err)
+				return nil
+			}
+			if !held && len(down[q.group]) > 0 {
+				g.waiting(q.id, now, down[q.group])
 				return nil
 			}
 			mu.Lock()
@@ -172,28 +184,53 @@ func (g *collector) failed(id uint64, now time.Time, err error) {
 	}
 }
 
-// deleteEverywhere deletes block id on every address; 2xx and 404 count as
-// done. A group with no healthy member cannot be drained yet.
-func (g *collector) deleteEverywhere(ctx context.Context, id uint64, addrs []string) error {
-	if len(addrs) == 0 {
-		return wire.Errorf(wire.ErrUnavailable, "no healthy member of the block's group")
+// waiting schedules the next try of a block that only a member that is
+// down may hold, with the backoff of a failed one but without a warning
+// (it is the normal course of a member's absence).
+func (g *collector) waiting(id uint64, now time.Time, down []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := g.retry[id]
+	r.failures++
+	d := time.Second << min(r.failures-1, 20)
+	r.next = now.Add(min(d, maxBackoff))
+	g.retry[id] = r
+	if r.failures == 1 {
+		g.log.Debug("block held by no healthy member: delete waits for the members that are down",
+			"block", wire.BlockName(id), "down", down)
 	}
-	for _, addr := range addrs {
-		if err := g.deleteBlock(ctx, addr, id); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
-func (g *collector) deleteBlock(ctx context.Context, addr string, id uint64) error {
+// deleteEverywhere deletes block id on every address; 2xx and 404 count as
+// done, and held reports whether any address had the block (answered
+// 2xx). A group with no healthy member cannot be drained yet.
+func (g *collector) deleteEverywhere(ctx context.Context, id uint64, addrs []string) (held bool, err error) {
+	if len(addrs) == 0 {
+		return false, wire.Errorf(wire.ErrUnavailable, "no healthy member of the block's group")
+	}
+	for _, addr := range addrs {
+		had, err := g.deleteBlock(ctx, addr, id)
+		if err != nil {
+			return held, err
+		}
+		held = held || had
+	}
+	return held, nil
+}
+
+// deleteBlock deletes block id on addr; had is false when addr did not
+// hold it (404).
+func (g *collector) deleteBlock(ctx context.Context, addr string, id uint64) (had bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
-	err := g.blocks.DeleteEpoch(ctx, addr, id, g.epoch())
-	if err != nil && !errors.Is(err, wire.ErrNotFound) {
-		return fmt.Errorf("delete %s on %s: %w", wire.BlockName(id), addr, err)
+	err = g.blocks.DeleteEpoch(ctx, addr, id, g.epoch())
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, wire.ErrNotFound):
+		return false, nil
 	}
-	return nil
+	return false, fmt.Errorf("delete %s on %s: %w", wire.BlockName(id), addr, err)
 }
 
 // dequeue drops delivered blocks from the deletion queue in one batch.

@@ -227,6 +227,50 @@ func TestDrainSkipsDownMember(t *testing.T) {
 	}
 }
 
+// A block that no healthy member holds may be on a member that is down
+// alone (a PUT that reached it, then failed before it replicated): no
+// binlog carries its delete, so it stays queued until that member is
+// back, and is then deleted there. A chaos run found group inventories
+// apart for minutes after healing without this.
+func TestDrainWaitsForDownMemberWhenNoneHeldIt(t *testing.T) {
+	c, clk := newTestCore(t)
+	cs1 := startFakeChunkserver(t)
+	cs2 := startFakeChunkserver(t)
+	wantCode(t, beat(c, member("cs2", 1, cs2.addr)), "")
+	clk.advance(time.Hour) // cs2 stops heartbeating: down
+	f := mkfile(t, c, wire.RootIno, "f")
+	id := lease(t, c, 2)
+	wantCode(t, beat(c, member("cs1", 1, cs1.addr)), "")
+	cs2.put(id, clk.now())   // only the member that is down has it
+	cs1.put(id+1, clk.now()) // a healthy member has this one
+	commit(t, c, f.Ino, 200, slice(0, 0, 100, id), slice(0, 100, 100, id+1))
+	wantCode(t, c.unlink(bg, &wire.UnlinkReq{Parent: wire.RootIno, Name: "f"}), "")
+	gc := newTestCollector(c, 100)
+	if n, err := gc.drain(bg); n != 1 || err != nil {
+		t.Fatalf("drain with the holder down = %d, %v; want 1 (the block cs1 held)", n, err)
+	}
+	if q := queuedIDs(t, c); !slices.Equal(q, []uint64{id}) {
+		t.Fatalf("queue %v, want [%d] (waiting for cs2)", q, id)
+	}
+	for i := 0; i < 3; i++ { // still down: it keeps waiting
+		clk.advance(10 * time.Minute)
+		wantCode(t, beat(c, member("cs1", 1, cs1.addr)), "")
+		if n, err := gc.drain(bg); n != 0 || err != nil {
+			t.Fatalf("drain %d with the holder still down = %d, %v", i, n, err)
+		}
+	}
+	wantCode(t, beat(c, member("cs2", 1, cs2.addr)), "") // back
+	clk.advance(10 * time.Minute)
+	wantCode(t, beat(c, member("cs1", 1, cs1.addr)), "")
+	wantCode(t, beat(c, member("cs2", 1, cs2.addr)), "")
+	if n, err := gc.drain(bg); n != 1 || err != nil {
+		t.Fatalf("drain with the holder back = %d, %v; want 1", n, err)
+	}
+	if cs2.holds(id) || len(queuedIDs(t, c)) != 0 {
+		t.Fatal("the block of the member that was down survived, or is still queued")
+	}
+}
+
 func TestCollectUploads(t *testing.T) {
 	c, clk := newTestCore(t)
 	clk.advance(testTTL + time.Second) // past the wait after a start
