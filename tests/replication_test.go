@@ -92,6 +92,35 @@ func (g *group) groups() wire.Group {
 	return r.Groups[0]
 }
 
+// fileBlocks counts the distinct blocks the metaserver's slice lists of
+// the file at path (on a mount) name.
+func (g *group) fileBlocks(path string) int {
+	g.t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	ino := st.Sys().(*syscall.Stat_t).Ino
+	ids := map[uint64]bool{}
+	for idx := uint32(0); int64(idx)*wire.ChunkSize < st.Size(); idx++ {
+		body, _ := json.Marshal(wire.ReadChunkReq{Ino: ino, Index: idx})
+		resp, err := http.Post("http://"+g.meta+wire.PathMeta+wire.OpReadChunk, "application/json", bytes.NewReader(body))
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		var r wire.ReadChunkReply
+		err = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			g.t.Fatalf("readchunk %d/%d: %d, %v", ino, idx, resp.StatusCode, err)
+		}
+		for _, s := range r.Slices {
+			ids[s.ID] = true
+		}
+	}
+	return len(ids)
+}
+
 // waitInSync waits until the in-sync set has n members.
 func (g *group) waitInSync(n int, d time.Duration) {
 	g.t.Helper()
@@ -201,6 +230,12 @@ func TestReplicatedGroup(t *testing.T) {
 	g.start(2)
 	catchStart := time.Now()
 	g.converge(2*time.Minute, 0, 1, 2)
+	// The big file's blocks: 256 full ones, plus the partial block each
+	// periodic commit (about twice a second) cut during the copy.
+	bigBlocks := g.fileBlocks(filepath.Join(mnt, "big.bin"))
+	if bigBlocks < 256 || bigBlocks > 256+2*int(time.Since(start)/time.Second)+2 {
+		t.Fatalf("the 1 GiB file is in %d blocks, want 256 plus at most two per second of the copy", bigBlocks)
+	}
 	g.waitInSync(3, time.Minute)
 	t.Logf("killed member caught up in %v", time.Since(catchStart).Round(time.Millisecond))
 
@@ -233,18 +268,18 @@ func TestReplicatedGroup(t *testing.T) {
 	inv := g.converge(2*time.Minute, 0, 1, 2)
 	// The deleted files' blocks leave the deletion queue once the healthy
 	// members deleted them; the member that was away deletes them from
-	// its peers' binlogs. 1 GiB in 4 MiB blocks plus 500 small files.
+	// its peers' binlogs. The big file's blocks plus 500 small files.
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		inv = g.converge(time.Minute, 0, 1, 2)
 		files := []int{g.blockFiles(0), g.blockFiles(1), g.blockFiles(2)}
-		if len(inv) == 256+500 && files[0] == len(inv) && files[1] == len(inv) && files[2] == len(inv) {
+		if len(inv) == bigBlocks+500 && files[0] == len(inv) && files[1] == len(inv) && files[2] == len(inv) {
 			break
 		}
 		if time.Now().After(deadline) {
 			out, _, _ := g.cl.cli("status")
 			t.Fatalf("deleted blocks not gone after 2m: inventory %d blocks, files on disk %v, want %d\n%s",
-				len(inv), files, 256+500, out)
+				len(inv), files, bigBlocks+500, out)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -58,7 +58,17 @@ func TestFullClusterFailsAtWrite(t *testing.T) {
 
 	before := filepath.Join(a.dir, "before.bin")
 	wantBefore := writeRandomFile(t, before, 24<<20, 7)
+	// df follows the chunkservers' heartbeats (every 2 s): wait until it
+	// holds still, so free0 counts the file just written.
 	free0 := statfsFree(t, a.dir)
+	for i := 0; i < 10; i++ {
+		time.Sleep(2500 * time.Millisecond)
+		now := statfsFree(t, a.dir)
+		if now == free0 {
+			break
+		}
+		free0 = now
+	}
 
 	big := filepath.Join(a.dir, "big.bin")
 	start := time.Now()
@@ -79,9 +89,16 @@ func TestFullClusterFailsAtWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	removed := time.Now()
-	eventually(t, 60*time.Second, "df recovers after the failed file's removal", func() bool {
-		return statfsFree(t, a.dir) >= free0-(8<<20)
-	})
+	deadline := removed.Add(60 * time.Second)
+	for statfsFree(t, a.dir) < free0-(8<<20) {
+		if time.Now().After(deadline) {
+			status, _, _ := (&cluster{t: t, meta: meta}).cli("status")
+			du, _ := exec.Command("du", "-s", "--block-size=1M", filepath.Join(dir, "c1"), filepath.Join(dir, "c2")).CombinedOutput()
+			t.Fatalf("df did not recover within 60 s of the failed file's removal: %d MiB free, %d before dd\n%s\n%s\nmeta log:\n%s\nmount log:\n%s",
+				statfsFree(t, a.dir)>>20, free0>>20, status, du, tail(mp.log.String(), 3000), tail(a.log.String(), 3000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	t.Logf("df: %d MiB free before dd, back to %d MiB %v after rm", free0>>20, statfsFree(t, a.dir)>>20,
 		time.Since(removed).Round(100*time.Millisecond))
 
