@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
+
 	"github.com/reelfs/reelfs/consul/consultest"
 )
 
@@ -575,5 +577,67 @@ func TestLockEligible(t *testing.T) {
 	defer cancel2()
 	if _, err := lock.Acquire(ctx2); err != nil {
 		t.Fatalf("eligible Acquire: %v", err)
+	}
+}
+
+// TestLockRestartedHolder: a leader killed and restarted within a
+// second never fails its check (the new process answers it), so the dead
+// process's session, bound to that check, would hold the key until Consul
+// reaps its TTL (10 s, up to 20 s). A chaos run saw 20 s without a
+// metaserver leader that way. The restarted process at the same address
+// ends that session and takes the key after the lock-delay.
+func TestLockRestartedHolder(t *testing.T) {
+	agent := consultest.Start(t)
+	c := newClient(t, agent)
+	const key = "reelfs/test/leader"
+	h := newHealthServer(t)
+	reg, _ := register(t, c, service("reelfs-meta", "meta-a", 7701, h))
+	// The dead process's session: bound to the (passing) check, holding
+	// the key, renewed by nobody.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var old string
+	for i := 0; i < 100 && old == ""; i++ { // the check may not pass yet
+		id, _, err := c.api.Session().Create(&api.SessionEntry{
+			Name: "reelfs lock " + key, Behavior: api.SessionBehaviorRelease, TTL: "10s", LockDelay: time.Second,
+			NodeChecks: []string{"serfHealth"}, ServiceChecks: []api.ServiceCheck{{ID: reg.CheckID()}},
+		}, nil)
+		if err == nil {
+			old = id
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if old == "" {
+		t.Fatal("no session bound to the passing check")
+	}
+	if ok, _, err := c.api.KV().Acquire(&api.KVPair{Key: key, Value: []byte("127.0.0.1:7701"), Session: old}, nil); !ok || err != nil {
+		t.Fatalf("the old process's acquire: %v, %v", ok, err)
+	}
+
+	// Another contender at another address waits: the key is held.
+	other := newContender(t, c, "meta-b", 7702, key)
+	octx, ocancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	if _, err := other.lock.Acquire(octx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("another address took a live-looking session's key: %v", err)
+	}
+	ocancel()
+
+	restarted, err := c.NewLock(LockOptions{Key: key, Holder: "127.0.0.1:7701", CheckID: reg.CheckID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { restarted.Release(context.Background()) })
+	start := time.Now()
+	if _, err := restarted.Acquire(ctx); err != nil {
+		t.Fatalf("restarted holder's Acquire: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the restarted holder took the key after %v: the old session lived on", d)
+	} else {
+		t.Logf("restarted holder took the key after %v", d.Round(time.Millisecond))
+	}
+	if se, _, err := c.api.Session().Info(old, nil); err != nil || se != nil {
+		t.Fatalf("old session still exists: %+v, %v", se, err)
 	}
 }

@@ -89,6 +89,9 @@ func (l *Lock) Acquire(ctx context.Context) (<-chan struct{}, error) {
 		waitIndex uint64 // nonzero: the key was held by another at this index
 		failures  int
 		lastErr   string
+		// stale is the last session of an earlier process at this
+		// address that this Acquire found holding the key (logged once).
+		stale string
 	)
 	// Give up the session on every way out but success, so no session of
 	// a contender that stopped trying lingers until its TTL.
@@ -114,6 +117,27 @@ func (l *Lock) Acquire(ctx context.Context) (<-chan struct{}, error) {
 		pair, index, err := l.read(ctx, waitIndex)
 		if err != nil {
 			if err := retry("read leader key", err, cfg.RetryMax); err != nil {
+				return nil, fmt.Errorf("consul: acquire %s: %w", l.opt.Key, err)
+			}
+			continue
+		}
+		if pair != nil && pair.Session != "" && pair.Session != sid && string(pair.Value) == l.opt.Holder {
+			// Held under our own address, but not by this Lock: the
+			// session of an earlier process at this address (no two live
+			// processes listen on one), killed and restarted faster than
+			// its check could fail. Its check passes again (the restarted
+			// process answers it) and nobody renews the session, so Consul
+			// would keep it, and the key, for its TTL and up to as long
+			// again before reaping it, leaving the cluster without a
+			// leader. End it; the lock-delay then applies as for any
+			// holder that died.
+			if pair.Session != stale {
+				l.log.Warn("consul: lock held by an earlier process at this address; ending its session",
+					"session", pair.Session)
+				stale = pair.Session
+			}
+			l.destroy(pair.Session)
+			if err := retry("acquire key", errors.New("held by an earlier process at this address"), cfg.LockDelay); err != nil {
 				return nil, fmt.Errorf("consul: acquire %s: %w", l.opt.Key, err)
 			}
 			continue
