@@ -2,7 +2,6 @@ package metaserver
 
 import (
 	"context"
-	"errors"
 	"slices"
 
 	"github.com/reelfs/reelfs/internal/wire"
@@ -190,15 +189,44 @@ func withoutIDs(rs []wire.IDRange, bs []wire.BlockRef) []wire.IDRange {
 	return out
 }
 
-// full reports whether no group could take a new block of the largest
-// size now. Right after a start or a takeover, while chunkservers have
-// not all heartbeated, it says no: alloc answers UNAVAILABLE then, not
-// NOSPACE.
+// full reports whether the cluster is out of space: see spaceFull. Right
+// after a start or a takeover, while chunkservers have not all
+// heartbeated, it says no: alloc answers UNAVAILABLE then, not NOSPACE.
 func (c *core) full() bool {
 	now := c.clock()
-	_, err := place(c.tracker.groups(now), wire.MaxBlockSize, 0)
-	if err == nil || !errors.Is(err, wire.ErrNoSpace) {
+	if now.Sub(c.startedAt()) < c.tracker.timeout && c.tracker.unheard() {
 		return false
 	}
-	return !(now.Sub(c.startedAt()) < c.tracker.timeout && c.tracker.unheard())
+	return spaceFull(c.tracker.groups(now))
+}
+
+// spaceFull reports whether no group has the room for a new block of the
+// largest size (with placeMargin) on every healthy in-sync member, while
+// some group has a healthy member. It looks at space only: a group that
+// lacks in-sync members for a moment (a member down, a heartbeat late)
+// makes allocations fail with NOSPACE too, but clients told "full" fail
+// every write at once, which a passing quorum problem must not cause.
+func spaceFull(groups []wire.Group) bool {
+	need := uint64(wire.MaxBlockSize) + placeMargin
+	seen := false
+	for _, g := range groups {
+		healthy, fits := 0, true
+		for _, m := range g.Members {
+			if !m.Healthy {
+				continue
+			}
+			healthy++
+			if slices.Contains(g.ISR, m.ID) && (m.Full || m.Free < need) {
+				fits = false
+			}
+		}
+		if healthy == 0 {
+			continue
+		}
+		seen = true
+		if fits {
+			return false
+		}
+	}
+	return seen
 }

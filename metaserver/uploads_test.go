@@ -226,3 +226,39 @@ func TestDiscardQueuesAbandonedUploads(t *testing.T) {
 		wantCode(t, c.discard(bg, bad), wire.CodeInvalid)
 	}
 }
+
+func TestSpaceFull(t *testing.T) {
+	const room = uint64(wire.MaxBlockSize + placeMargin)
+	m := func(id string, healthy bool, free uint64) wire.Member {
+		return wire.Member{ID: id, Healthy: healthy, Free: free}
+	}
+	grp := func(id uint32, isr []string, ms ...wire.Member) wire.Group {
+		return wire.Group{ID: id, ISR: isr, MinCopies: 2, Members: ms}
+	}
+	for _, tc := range []struct {
+		name   string
+		groups []wire.Group
+		want   bool
+	}{
+		{"no groups", nil, false},
+		{"room", []wire.Group{grp(1, []string{"a", "b"}, m("a", true, room), m("b", true, room))}, false},
+		{"one member short", []wire.Group{grp(1, []string{"a", "b"}, m("a", true, room), m("b", true, room-1))}, true},
+		{"short member outside the in-sync set", []wire.Group{grp(1, []string{"a"}, m("a", true, room), m("b", true, 0))}, false},
+		{"a member down is no lack of space", []wire.Group{grp(1, []string{"a", "b", "c"}, m("a", true, room), m("b", true, room), m("c", false, 0))}, false},
+		{"quorum lost, space left", []wire.Group{grp(1, []string{"a", "b"}, m("a", true, room), m("b", false, room))}, false},
+		{"every member down", []wire.Group{grp(1, []string{"a"}, m("a", false, 0))}, false},
+		{"one group full, another has room", []wire.Group{
+			grp(1, []string{"a"}, m("a", true, 0)),
+			grp(2, []string{"b"}, m("b", true, room)),
+		}, false},
+		{"both groups full", []wire.Group{
+			grp(1, []string{"a"}, m("a", true, 0)),
+			grp(2, []string{"b"}, m("b", true, room/2)),
+		}, true},
+		{"flagged full", []wire.Group{grp(1, []string{"a"}, wire.Member{ID: "a", Healthy: true, Free: room, Full: true})}, true},
+	} {
+		if got := spaceFull(tc.groups); got != tc.want {
+			t.Errorf("%s: spaceFull = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

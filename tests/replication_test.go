@@ -197,7 +197,7 @@ func TestReplicatedGroup(t *testing.T) {
 	needFUSE(t)
 	g := startGroup(t, 3)
 	mnt := filepath.Join(g.dir, "mnt")
-	startMount(t, g.cl, mnt)
+	m := startMount(t, g.cl, mnt)
 	src := filepath.Join(g.dir, "src")
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		t.Fatal(err)
@@ -221,7 +221,7 @@ func TestReplicatedGroup(t *testing.T) {
 	g.kill9(2)
 	killedAt := time.Since(start)
 	if err := <-done; err != nil {
-		t.Fatalf("cp of 1 GiB across a kill -9 of a member: %v", err)
+		t.Fatalf("cp of 1 GiB across a kill -9 of a member: %v\nmount log:\n%s", err, tail(m.log.String(), 4000))
 	}
 	t.Logf("1 GiB cp with member 3 killed at %v took %v", killedAt.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	if got := sha256File(t, filepath.Join(mnt, "big.bin")); got != bigSum {
