@@ -190,8 +190,10 @@ write_unit() {
 start_direct() {
 	local d=$1 words=() pid
 	mapfile -t words < <(cmd_of "$d")
+	# A zombie (Z) or a process being reaped (X, dead) has exited; the
+	# lab's own check (lab/lab.go alive) reads both as not running.
 	if [[ -f $state/$d.pid ]] && kill -0 "$(cat "$state/$d.pid")" 2>/dev/null &&
-		! grep -q '^State:.*zombie' "/proc/$(cat "$state/$d.pid")/status" 2>/dev/null; then
+		! grep -Eq '^State:.*(zombie|dead)' "/proc/$(cat "$state/$d.pid")/status" 2>/dev/null; then
 		die "$host: $d already runs (pid $(cat "$state/$d.pid"))"
 	fi
 	if [[ $d == mount ]]; then
