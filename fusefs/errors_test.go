@@ -118,3 +118,22 @@ func TestUnservedXattr(t *testing.T) {
 		}
 	}
 }
+
+func TestBlocks(t *testing.T) {
+	reg := uint32(wire.ModeRegular | 0o644)
+	for _, tc := range []struct {
+		name string
+		a    wire.Attr
+		want uint64
+	}{
+		{"sparse file", wire.Attr{Mode: reg, Size: 1 << 30, Stored: 1 << 20, Flags: wire.AttrStored}, 2048},
+		{"empty sparse file", wire.Attr{Mode: reg, Size: 1 << 30, Flags: wire.AttrStored}, 0},
+		{"partial sector rounds up", wire.Attr{Mode: reg, Size: 1000, Stored: 513, Flags: wire.AttrStored}, 2},
+		{"file from before the count", wire.Attr{Mode: reg, Size: 1000}, 2},
+		{"directory", wire.Attr{Mode: wire.ModeDir | 0o755, Size: 4096, Stored: 0, Flags: wire.AttrStored}, 8},
+	} {
+		if got := blocks(tc.a); got != tc.want {
+			t.Errorf("%s: blocks = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

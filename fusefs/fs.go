@@ -172,7 +172,7 @@ func (f *filesystem) fillAttr(out *fuse.Attr, a wire.Attr) {
 	f.overlay(&a)
 	out.Ino = a.Ino
 	out.Size = a.Size
-	out.Blocks = (a.Size + 511) / 512
+	out.Blocks = blocks(a)
 	out.Atime, out.Atimensec = splitTime(a.Atime)
 	out.Mtime, out.Mtimensec = splitTime(a.Mtime)
 	out.Ctime, out.Ctimensec = splitTime(a.Ctime)
@@ -182,6 +182,18 @@ func (f *filesystem) fillAttr(out *fuse.Attr, a wire.Attr) {
 	out.Gid = a.Gid
 	out.Rdev = a.Rdev
 	out.Blksize = f.blksize
+}
+
+// blocks is st_blocks, in 512-byte units: for a regular file the bytes
+// its blocks store (holes of a sparse file take none), as of its last
+// commit; unflushed writes of this mount count once committed, at the
+// latest after --commit-every. Files written before the metaserver kept
+// the count (no wire.AttrStored), and other inodes, count their size.
+func blocks(a wire.Attr) uint64 {
+	if a.IsRegular() && a.Flags&wire.AttrStored != 0 {
+		return (a.Stored + 511) / 512
+	}
+	return (a.Size + 511) / 512
 }
 
 func (f *filesystem) fillEntry(out *fuse.EntryOut, a wire.Attr) {

@@ -77,9 +77,11 @@ func (c *core) setAttrLocked(ctx context.Context, req *wire.SetAttrReq) (wire.At
 			return wire.Attr{}, errInval("truncate of inode %d of mode %o", n.Ino, n.Mode)
 		}
 		if req.Size < n.Size {
-			if err := t.truncate(n.Ino, req.Size); err != nil {
+			freed, err := t.truncate(n.Ino, req.Size)
+			if err != nil {
 				return wire.Attr{}, err
 			}
+			n.Stored -= min(n.Stored, freed)
 		}
 		n.Size = req.Size
 		n.Version++
@@ -119,11 +121,12 @@ func (c *core) setAttrLocked(ctx context.Context, req *wire.SetAttrReq) (wire.At
 
 // truncate trims the chunks of ino to size bytes: chunks wholly past size
 // go, the chunk holding the new end keeps only its slices' bytes before
-// it. Blocks no longer referenced go to the deletion queue.
-func (t *txn) truncate(ino, size uint64) error {
+// it. Blocks no longer referenced go to the deletion queue. It returns
+// how many stored bytes (wire.Attr.Stored) went.
+func (t *txn) truncate(ino, size uint64) (freed uint64, err error) {
 	first := size / wire.ChunkSize // the chunk holding the new end
 	if first > 1<<32-1 {
-		return nil
+		return 0, nil
 	}
 	rng := prefix64(pChunk, ino)
 	rng.Start = keyChunk(ino, uint32(first))
@@ -132,21 +135,23 @@ func (t *txn) truncate(ino, size uint64) error {
 	for it.Next() {
 		k, v := it.Key(), it.Value()
 		if len(k) != 13 {
-			return ioError("truncate", errCorruptf("chunk key %x", k))
+			return freed, ioError("truncate", errCorruptf("chunk key %x", k))
 		}
 		idx := binary.BigEndian.Uint32(k[9:])
 		start := uint64(idx) * wire.ChunkSize
+		list, err := chunk.Decode(v)
+		if err != nil {
+			return freed, ioError("truncate", err)
+		}
 		if start >= size {
+			freed += chunk.Stored(list)
 			if err := t.freeChunk(k, v); err != nil {
-				return err
+				return freed, err
 			}
 			continue
 		}
-		list, err := chunk.Decode(v)
-		if err != nil {
-			return ioError("truncate", err)
-		}
 		kept, dropped := chunk.Truncate(list, uint32(size-start))
+		freed += chunk.Stored(list) - chunk.Stored(kept)
 		t.release(list, dropped)
 		if len(kept) == 0 {
 			t.b.Delete(append([]byte(nil), k...))
@@ -154,7 +159,7 @@ func (t *txn) truncate(ino, size uint64) error {
 			t.b.Put(append([]byte(nil), k...), chunk.Encode(kept))
 		}
 	}
-	return ioError("truncate", it.Error())
+	return freed, ioError("truncate", it.Error())
 }
 
 // freeChunk deletes a chunk and queues all its blocks.
@@ -295,11 +300,15 @@ func (c *core) commitLocked(ctx context.Context, req *wire.CommitReq) (wire.Attr
 		byChunk[s.Index] = append(byChunk[s.Index], s.Slice)
 		size = max(size, uint64(s.Index)*wire.ChunkSize+uint64(s.Pos)+uint64(s.Len))
 	}
+	var before, after uint64
 	for _, idx := range order {
-		if err := t.commitChunk(n.Ino, idx, byChunk[idx]); err != nil {
+		b, a, err := t.commitChunk(n.Ino, idx, byChunk[idx])
+		if err != nil {
 			return wire.Attr{}, err
 		}
+		before, after = before+b, after+a
 	}
+	n.Stored = n.Stored - min(n.Stored, before) + after
 	mtime := req.Mtime
 	if mtime == 0 {
 		mtime = t.now
@@ -314,16 +323,17 @@ func (c *core) commitLocked(ctx context.Context, req *wire.CommitReq) (wire.Attr
 	return n.Attr, nil
 }
 
-// commitChunk appends slices to chunk idx of ino and compacts it.
-func (t *txn) commitChunk(ino uint64, idx uint32, add []wire.Slice) error {
+// commitChunk appends slices to chunk idx of ino and compacts it. It
+// returns the chunk's stored bytes before and after.
+func (t *txn) commitChunk(ino uint64, idx uint32, add []wire.Slice) (before, after uint64, err error) {
 	key := keyChunk(ino, idx)
 	v, _, err := getOpt(t.c.db, key)
 	if err != nil {
-		return ioError("commit", err)
+		return 0, 0, ioError("commit", err)
 	}
 	old, err := chunk.Decode(v)
 	if err != nil {
-		return ioError("commit", err)
+		return 0, 0, ioError("commit", err)
 	}
 	ref := encodeBlockRef(ino, idx)
 	var fresh []uint64 // ids this commit brings into the chunk
@@ -333,17 +343,17 @@ func (t *txn) commitChunk(ino uint64, idx uint32, add []wire.Slice) error {
 		}
 		have, ok, err := getOpt(t.c.db, keyBlock(s.ID))
 		if err != nil {
-			return ioError("commit", err)
+			return 0, 0, ioError("commit", err)
 		}
 		if ok && string(have) != string(ref) {
-			return errInval("block %d is already part of another chunk", s.ID)
+			return 0, 0, errInval("block %d is already part of another chunk", s.ID)
 		}
 		gone, err := t.c.deleted(s.ID)
 		if err != nil {
-			return err
+			return 0, 0, err
 		}
 		if gone {
-			return errInval("block %d was deleted (freed, or collected as an upload left uncommitted): "+
+			return 0, 0, errInval("block %d was deleted (freed, or collected as an upload left uncommitted): "+
 				"it can never be committed; write the data again", s.ID)
 		}
 		fresh = append(fresh, s.ID)
@@ -357,7 +367,7 @@ func (t *txn) commitChunk(ino uint64, idx uint32, add []wire.Slice) error {
 	}
 	t.release(all, dropped)
 	t.b.Put(key, chunk.Encode(kept))
-	return nil
+	return chunk.Stored(old), chunk.Stored(kept), nil
 }
 
 // deleted reports whether block id was ever queued for deletion: its

@@ -377,3 +377,65 @@ func TestResolveOpen(t *testing.T) {
 	wantCode(t, c.release(bg, &wire.OpenReq{Ino: f.Ino, Session: "s1"}), "")
 	gone(t, c, f.Ino)
 }
+
+// Stored follows commits, overwrites and truncations: bytes in blocks,
+// not the size; holes count nothing.
+func TestStoredBytes(t *testing.T) {
+	c, _ := newTestCore(t)
+	id := lease(t, c, 8)
+	f := mkfile(t, c, wire.RootIno, "sparse")
+	if a := getattr(t, c, f.Ino); a.Flags&wire.AttrStored == 0 || a.Stored != 0 {
+		t.Fatalf("new file: flags %#x stored %d", a.Flags, a.Stored)
+	}
+	steps := []struct {
+		name   string
+		do     func() wire.Attr
+		size   uint64
+		stored uint64
+	}{
+		{"1 MiB at 512 MiB", func() wire.Attr {
+			return commit(t, c, f.Ino, 0, slice(8, 0, 1<<20, id))
+		}, 512<<20 + 1<<20, 1 << 20},
+		{"overwrite half of it", func() wire.Attr {
+			return commit(t, c, f.Ino, 0, slice(8, 0, 512<<10, id+1))
+		}, 512<<20 + 1<<20, 1 << 20},
+		{"100 bytes at 0", func() wire.Attr {
+			return commit(t, c, f.Ino, 0, slice(0, 0, 100, id+2))
+		}, 512<<20 + 1<<20, 1<<20 + 100},
+		{"extend to 1 GiB (a hole)", func() wire.Attr {
+			a, err := c.setAttr(bg, &wire.SetAttrReq{Ino: f.Ino, Valid: wire.SetSize, Size: 1 << 30})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a
+		}, 1 << 30, 1<<20 + 100},
+		{"truncate into the 1 MiB", func() wire.Attr {
+			a, err := c.setAttr(bg, &wire.SetAttrReq{Ino: f.Ino, Valid: wire.SetSize, Size: 512<<20 + 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a
+		}, 512<<20 + 1000, 1000 + 100},
+		{"truncate below it", func() wire.Attr {
+			a, err := c.setAttr(bg, &wire.SetAttrReq{Ino: f.Ino, Valid: wire.SetSize, Size: 50})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a
+		}, 50, 50},
+	}
+	for _, s := range steps {
+		a := s.do()
+		if a.Size != s.size || a.Stored != s.stored {
+			t.Fatalf("%s: size %d stored %d, want %d and %d", s.name, a.Size, a.Stored, s.size, s.stored)
+		}
+		if g := getattr(t, c, f.Ino); g.Stored != s.stored {
+			t.Fatalf("%s: stored %d after a reread, want %d", s.name, g.Stored, s.stored)
+		}
+	}
+	// A record of the old length (no Stored, no AttrStored) still decodes.
+	n, err := decodeInode(f.Ino, encodeInode(&inode{Attr: wire.Attr{Ino: f.Ino, Mode: wire.ModeRegular | 0o644, Size: 9}})[:inodeLenV2])
+	if err != nil || n.Flags&wire.AttrStored != 0 || n.Size != 9 {
+		t.Fatalf("old record: %+v, %v", n, err)
+	}
+}

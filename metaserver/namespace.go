@@ -329,6 +329,8 @@ func (c *core) create(ctx context.Context, op string, req *wire.CreateReq) (wire
 		t.b.Put(keySymlink(n.Ino), []byte(req.Target))
 	case wire.ModeChar, wire.ModeBlock:
 		n.Rdev = req.Rdev
+	case wire.ModeRegular:
+		n.Flags |= wire.AttrStored
 	}
 	t.add(n)
 	t.b.Put(keyDentry(parent.Ino, req.Name), encodeDentry(n.Ino, mode))

@@ -124,9 +124,12 @@ type inode struct {
 	Parent uint64
 }
 
-// inodeLen is the record length; records of inodeLenV1 predate Flags.
+// inodeLen is the record length; records of inodeLenV1 predate Flags,
+// those of inodeLenV2 predate Stored (wire.AttrStored tells whether it is
+// kept).
 const (
-	inodeLen   = 1 + 5*4 + 6*8 + 4
+	inodeLen   = 1 + 5*4 + 6*8 + 4 + 8
+	inodeLenV2 = 1 + 5*4 + 6*8 + 4
 	inodeLenV1 = 1 + 5*4 + 6*8
 )
 
@@ -145,11 +148,12 @@ func encodeInode(n *inode) []byte {
 	binary.BigEndian.PutUint64(b[53:], n.Version)
 	binary.BigEndian.PutUint64(b[61:], n.Parent)
 	binary.BigEndian.PutUint32(b[69:], n.Flags)
+	binary.BigEndian.PutUint64(b[73:], n.Stored)
 	return b
 }
 
 func decodeInode(ino uint64, b []byte) (*inode, error) {
-	if len(b) != inodeLen && len(b) != inodeLenV1 || b[0] != recVersion {
+	if len(b) != inodeLen && len(b) != inodeLenV2 && len(b) != inodeLenV1 || b[0] != recVersion {
 		return nil, fmt.Errorf("%w: inode %d: %d bytes", ErrCorrupt, ino, len(b))
 	}
 	n := &inode{}
@@ -165,8 +169,11 @@ func decodeInode(ino uint64, b []byte) (*inode, error) {
 	n.Ctime = int64(binary.BigEndian.Uint64(b[45:]))
 	n.Version = binary.BigEndian.Uint64(b[53:])
 	n.Parent = binary.BigEndian.Uint64(b[61:])
-	if len(b) == inodeLen {
+	if len(b) >= inodeLenV2 {
 		n.Flags = binary.BigEndian.Uint32(b[69:])
+	}
+	if len(b) == inodeLen {
+		n.Stored = binary.BigEndian.Uint64(b[73:])
 	}
 	return n, nil
 }

@@ -228,3 +228,55 @@ func TestKilledMountLosesOnlyTheCommitWindow(t *testing.T) {
 		t.Fatalf("only %d bytes survived, %d were acknowledged more than %v before the kill", size, promised, window)
 	}
 }
+
+// TestDuCountsStoredBytes: st_blocks on the mount is the bytes a file's
+// blocks store, so du of a sparse file shows what it takes, while
+// du --apparent-size still shows its size.
+func TestDuCountsStoredBytes(t *testing.T) {
+	needFUSE(t)
+	c := startCluster(t, clusterOpts{mount: true})
+	m := c.mount
+	run := func(name string, args ...string) {
+		t.Helper()
+		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+		}
+	}
+	run("truncate", "-s", "1G", filepath.Join(m, "empty-1g"))
+	run("dd", "if=/dev/urandom", "of="+filepath.Join(m, "mid"), "bs=1M", "count=1", "seek=512", "status=none")
+	run("dd", "if=/dev/urandom", "of="+filepath.Join(m, "dense"), "bs=1M", "count=3", "status=none")
+	run("dd", "if=/dev/urandom", "of="+filepath.Join(m, "over"), "bs=1M", "count=2", "status=none")
+	run("dd", "if=/dev/urandom", "of="+filepath.Join(m, "over"), "bs=1M", "count=1", "conv=notrunc", "status=none")
+	run("dd", "if=/dev/urandom", "of="+filepath.Join(m, "hole-mid"), "bs=1M", "count=1", "status=none")
+	run("dd", "if=/dev/urandom", "of="+filepath.Join(m, "hole-mid"), "bs=1M", "count=1", "seek=9", "conv=notrunc", "status=none")
+	for _, tc := range []struct {
+		name         string
+		size, stored int64
+	}{
+		{"empty-1g", 1 << 30, 0},
+		{"mid", 513 << 20, 1 << 20},
+		{"dense", 3 << 20, 3 << 20},
+		{"over", 2 << 20, 2 << 20},
+		{"hole-mid", 10 << 20, 2 << 20},
+	} {
+		p := filepath.Join(m, tc.name)
+		var used, apparent int64
+		eventually(t, 10*time.Second, tc.name+" attributes current", func() bool {
+			var st syscall.Stat_t
+			if err := syscall.Stat(p, &st); err != nil {
+				t.Fatal(err)
+			}
+			used, apparent = st.Blocks*512, st.Size
+			return apparent == tc.size && used == tc.stored
+		})
+		out, err := exec.Command("du", "--block-size=1", p).Output()
+		if err != nil || !strings.HasPrefix(string(out), fmt.Sprint(tc.stored)+"\t") {
+			t.Fatalf("du %s: %q (%v), want %d bytes", tc.name, out, err, tc.stored)
+		}
+		out, err = exec.Command("du", "--apparent-size", "--block-size=1", p).Output()
+		if err != nil || !strings.HasPrefix(string(out), fmt.Sprint(tc.size)+"\t") {
+			t.Fatalf("du --apparent-size %s: %q (%v), want %d", tc.name, out, err, tc.size)
+		}
+		t.Logf("%s: size %d, du %d", tc.name, apparent, used)
+	}
+}

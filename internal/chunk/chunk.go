@@ -49,6 +49,18 @@ func Resolve(list []wire.Slice, pos, end uint32) []Piece {
 	return out
 }
 
+// Stored returns how many bytes of a chunk with the given slice list are
+// in blocks: every byte some slice of a block covers, holes not counted.
+func Stored(list []wire.Slice) uint64 {
+	var n uint64
+	for _, p := range Resolve(list, 0, wire.ChunkSize) {
+		if p.ID != 0 {
+			n += uint64(p.Len)
+		}
+	}
+	return n
+}
+
 // overlay replaces the part of the sorted, contiguous pieces that p covers
 // by p itself.
 func overlay(pieces []Piece, p Piece) []Piece {

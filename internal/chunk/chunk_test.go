@@ -222,3 +222,27 @@ func FuzzDecode(f *testing.F) {
 		Compact(list)
 	})
 }
+
+func TestStored(t *testing.T) {
+	sl := func(pos, n uint32, id uint64) wire.Slice {
+		return wire.Slice{Pos: pos, Len: n, ID: id, Size: n}
+	}
+	for _, tc := range []struct {
+		name string
+		list []wire.Slice
+		want uint64
+	}{
+		{"empty", nil, 0},
+		{"one slice", []wire.Slice{sl(0, 100, 1)}, 100},
+		{"hole before", []wire.Slice{sl(1<<20, 100, 1)}, 100},
+		{"overlap counts once", []wire.Slice{sl(0, 100, 1), sl(50, 100, 2)}, 150},
+		{"covered entirely", []wire.Slice{sl(10, 10, 1), sl(0, 100, 2)}, 100},
+		{"zero slice is a hole", []wire.Slice{sl(0, 100, 1), sl(20, 30, 0)}, 70},
+		{"disjoint", []wire.Slice{sl(0, 10, 1), sl(100, 10, 2)}, 20},
+		{"whole chunk", []wire.Slice{sl(0, wire.ChunkSize, 1)}, wire.ChunkSize},
+	} {
+		if got := Stored(tc.list); got != tc.want {
+			t.Errorf("%s: Stored = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

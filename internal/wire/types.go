@@ -41,6 +41,9 @@ type Attr struct {
 	Ctime   int64  `json:"ct"`
 	Version uint64 `json:"v"`
 	Flags   uint32 `json:"f,omitempty"` // Attr* bits
+	// Stored is the number of the file's bytes that are in blocks (not
+	// holes), when Flags has AttrStored: what st_blocks reports.
+	Stored uint64 `json:"sb,omitempty"`
 }
 
 // Attr flags.
@@ -49,6 +52,9 @@ const (
 	// a mount can answer "no such attribute" without asking (ls -l asks
 	// for two of them on every file).
 	AttrHasXattrs uint32 = 1 << iota
+	// AttrStored says Stored is kept for this file. Files created before
+	// the count existed lack it; their st_blocks follows the size.
+	AttrStored
 )
 
 // IsDir reports whether the inode is a directory.
