@@ -128,17 +128,37 @@ func markOrphan(n *inode) {
 // Unlink removes name from parent. A file this client holds open stays
 // readable and writable as an orphan until its last Close.
 func (c *Client) Unlink(ctx context.Context, parent uint64, name string) error {
+	_, err := c.UnlinkAttr(ctx, parent, name)
+	return err
+}
+
+// UnlinkAttr is Unlink that also returns the parent's attributes as the
+// removal left them; their Ino is 0 when the metaserver did not say (the
+// answer to a retry of a removal that had happened).
+func (c *Client) UnlinkAttr(ctx context.Context, parent uint64, name string) (wire.Attr, error) {
 	v := c.victim(ctx, parent, name)
-	if err := c.call(ctx, wire.OpUnlink, &wire.UnlinkReq{Parent: parent, Name: name, Session: c.session}, nil); err != nil {
-		return err
+	var rep wire.UnlinkReply
+	if err := c.call(ctx, wire.OpUnlink, &wire.UnlinkReq{Parent: parent, Name: name, Session: c.session}, &rep); err != nil {
+		return wire.Attr{}, err
 	}
 	markOrphan(v)
-	return nil
+	return rep.Parent, nil
 }
 
 // Rmdir removes the empty directory name from parent.
 func (c *Client) Rmdir(ctx context.Context, parent uint64, name string) error {
-	return c.call(ctx, wire.OpRmdir, &wire.UnlinkReq{Parent: parent, Name: name}, nil)
+	_, err := c.RmdirAttr(ctx, parent, name)
+	return err
+}
+
+// RmdirAttr is Rmdir that also returns the parent's attributes, as
+// UnlinkAttr does.
+func (c *Client) RmdirAttr(ctx context.Context, parent uint64, name string) (wire.Attr, error) {
+	var rep wire.UnlinkReply
+	if err := c.call(ctx, wire.OpRmdir, &wire.UnlinkReq{Parent: parent, Name: name}, &rep); err != nil {
+		return wire.Attr{}, err
+	}
+	return rep.Parent, nil
 }
 
 // Rename moves parent/name to newParent/newName; flags are wire.Rename*.

@@ -103,8 +103,31 @@ func (n *node) childAdded(a wire.Attr) {
 	}
 }
 
+// childRemoved takes the attributes the metaserver answered a removal in
+// this directory with (a: the directory as the removal left them, Ino 0
+// when it did not say). The kernel drops a directory's attributes after
+// every removal in it and default_permissions needs them again for the
+// next one, so without these every removal cost a GETATTR as well; with
+// several threads removing in one directory, those GETATTRs ran beside
+// the removals and each waited for a metaserver round trip. The
+// attributes are as current as a GETATTR's answer. An answer older than
+// what the node holds (two removals answered out of order, or a create
+// applied after it) is dropped: the node then stays unknown until asked.
+func (n *node) childRemoved(a wire.Attr) {
+	if a.Ino != n.ino() {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.known && a.Ctime < n.attr.Ctime {
+		return
+	}
+	n.attr, n.known, n.seen = a, true, time.Now()
+}
+
 // changed forgets that the cached attributes are current: the directory
-// changed in a way this mount cannot apply exactly (a removal, a rename).
+// changed in a way this mount cannot apply exactly (a rename), or is
+// about to (a removal, until its answer comes).
 func (n *node) changed() {
 	n.mu.Lock()
 	n.seen = time.Time{}
@@ -378,12 +401,20 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	n.changed()
-	return n.fsys.result("unlink", n.ino(), n.fsys.c.Unlink(ctx, n.ino(), name))
+	a, err := n.fsys.c.UnlinkAttr(ctx, n.ino(), name)
+	if err == nil {
+		n.childRemoved(a)
+	}
+	return n.fsys.result("unlink", n.ino(), err)
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	n.changed()
-	return n.fsys.result("rmdir", n.ino(), n.fsys.c.Rmdir(ctx, n.ino(), name))
+	a, err := n.fsys.c.RmdirAttr(ctx, n.ino(), name)
+	if err == nil {
+		n.childRemoved(a)
+	}
+	return n.fsys.result("rmdir", n.ino(), err)
 }
 
 // renameWhiteout is RENAME_WHITEOUT of renameat2(2), which only overlay

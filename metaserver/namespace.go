@@ -389,11 +389,18 @@ func (c *core) link(ctx context.Context, req *wire.LinkReq) (wire.Attr, error) {
 // ---- removal ----
 
 func (c *core) unlink(ctx context.Context, req *wire.UnlinkReq) error {
+	_, err := c.unlinkReply(ctx, req)
+	return err
+}
+
+// unlinkReply is unlink, answered with the parent's new attributes.
+func (c *core) unlinkReply(ctx context.Context, req *wire.UnlinkReq) (wire.UnlinkReply, error) {
+	var none wire.UnlinkReply
 	if err := checkName(req.Name); err != nil {
-		return err
+		return none, err
 	}
 	if err := checkSession(req.Session, false); err != nil {
-		return err
+		return none, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -401,34 +408,44 @@ func (c *core) unlink(ctx context.Context, req *wire.UnlinkReq) error {
 	t.tag(ctx)
 	parent, err := t.dir(req.Parent)
 	if err != nil {
-		return err
+		return none, err
 	}
 	ino, err := t.lookup(parent.Ino, req.Name)
 	if err != nil {
-		return err
+		return none, err
 	}
 	if ino == 0 {
-		return errNoEnt("%q in directory %d", req.Name, req.Parent)
+		return none, errNoEnt("%q in directory %d", req.Name, req.Parent)
 	}
 	n, err := t.inode(ino)
 	if err != nil {
-		return err
+		return none, err
 	}
 	if n.IsDir() {
-		return wire.Errorf(wire.ErrIsDir, "unlink of directory %q", req.Name)
+		return none, wire.Errorf(wire.ErrIsDir, "unlink of directory %q", req.Name)
 	}
 	t.b.Delete(keyDentry(parent.Ino, req.Name))
 	parent.Mtime, parent.Ctime = t.now, t.now
 	t.save(parent)
 	if err := t.dropLink(n, req.Session); err != nil {
-		return err
+		return none, err
 	}
-	return t.commit()
+	if err := t.commit(); err != nil {
+		return none, err
+	}
+	return wire.UnlinkReply{Parent: parent.Attr}, nil
 }
 
 func (c *core) rmdir(ctx context.Context, req *wire.UnlinkReq) error {
+	_, err := c.rmdirReply(ctx, req)
+	return err
+}
+
+// rmdirReply is rmdir, answered with the parent's new attributes.
+func (c *core) rmdirReply(ctx context.Context, req *wire.UnlinkReq) (wire.UnlinkReply, error) {
+	var none wire.UnlinkReply
 	if err := checkName(req.Name); err != nil {
-		return err
+		return none, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -436,33 +453,36 @@ func (c *core) rmdir(ctx context.Context, req *wire.UnlinkReq) error {
 	t.tag(ctx)
 	parent, err := t.dir(req.Parent)
 	if err != nil {
-		return err
+		return none, err
 	}
 	ino, err := t.lookup(parent.Ino, req.Name)
 	if err != nil {
-		return err
+		return none, err
 	}
 	if ino == 0 {
-		return errNoEnt("%q in directory %d", req.Name, req.Parent)
+		return none, errNoEnt("%q in directory %d", req.Name, req.Parent)
 	}
 	if ino == wire.RootIno {
-		return errInval("rmdir of the root")
+		return none, errInval("rmdir of the root")
 	}
 	n, err := t.dir(ino)
 	if err != nil {
-		return err
+		return none, err
 	}
 	if err := t.checkEmpty(n); err != nil {
-		return err
+		return none, err
 	}
 	t.b.Delete(keyDentry(parent.Ino, req.Name))
 	parent.Nlink--
 	parent.Mtime, parent.Ctime = t.now, t.now
 	t.save(parent)
 	if err := t.destroy(n); err != nil {
-		return err
+		return none, err
 	}
-	return t.commit()
+	if err := t.commit(); err != nil {
+		return none, err
+	}
+	return wire.UnlinkReply{Parent: parent.Attr}, nil
 }
 
 // checkEmpty is ENOTEMPTY unless directory d has no entries.

@@ -1,10 +1,12 @@
 package metaserver
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reelfs/reelfs/internal/wire"
 )
@@ -291,6 +293,40 @@ func TestRmdirAndUnlink(t *testing.T) {
 	}
 	if c.ctr.inodes != inodes-2 {
 		t.Fatalf("inode count %d, want %d", c.ctr.inodes, inodes-2)
+	}
+}
+
+// TestRemoveReplyParent checks that unlink and rmdir answer with the
+// parent's attributes as a GETATTR right after sees them: a mount answers
+// the kernel's next GETATTR of the directory with them.
+func TestRemoveReplyParent(t *testing.T) {
+	c, clk := newTestCore(t)
+	tr := newTree(t, c)
+	clk.advance(time.Second)
+	rep, err := c.unlinkReply(bg, &wire.UnlinkReq{Parent: tr.a, Name: "f"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := getattr(t, c, tr.a); rep.Parent != got {
+		t.Fatalf("unlink answered parent %+v, getattr says %+v", rep.Parent, got)
+	}
+	clk.advance(time.Second)
+	before := rep.Parent
+	if _, err := c.unlinkReply(bg, &wire.UnlinkReq{Parent: tr.sub, Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = c.rmdirReply(bg, &wire.UnlinkReq{Parent: tr.a, Name: "sub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := getattr(t, c, tr.a); rep.Parent != got {
+		t.Fatalf("rmdir answered parent %+v, getattr says %+v", rep.Parent, got)
+	}
+	if rep.Parent.Nlink != before.Nlink-1 || rep.Parent.Ctime <= before.Ctime {
+		t.Fatalf("rmdir answered nlink %d ctime %d, want %d and later than %d", rep.Parent.Nlink, rep.Parent.Ctime, before.Nlink-1, before.Ctime)
+	}
+	if _, err := c.unlinkReply(bg, &wire.UnlinkReq{Parent: tr.a, Name: "f"}); !errors.Is(err, wire.ErrNotFound) {
+		t.Fatalf("second unlink: %v, want ENOENT", err)
 	}
 }
 

@@ -257,6 +257,16 @@ type UnlinkReq struct {
 	Session string `json:"sess,omitempty"`
 }
 
+// UnlinkReply answers unlink and rmdir with the parent directory's
+// attributes as the removal left them. The kernel drops a directory's
+// attributes after every removal in it and default_permissions asks for
+// them again before the next one; with these a mount answers that itself.
+// Parent.Ino is 0 when the metaserver cannot tell (the replay of a retried
+// removal).
+type UnlinkReply struct {
+	Parent Attr `json:"parent"`
+}
+
 // RenameReq renames Parent/Name to NewParent/NewName; Flags are Rename*.
 type RenameReq struct {
 	Parent    uint64 `json:"p"`
