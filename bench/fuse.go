@@ -104,11 +104,12 @@ const (
 	tLocal = iota
 	tLoopPT
 	tLoopNoPT
-	tReelfs
+	tReelfs    // reelfs server --mount: the mount in the server's process
+	tReelfsSep // reelfs server and a separate reelfs mount process
 	nTargets
 )
 
-// fuseTargets sets up the four targets. A target that fails to come up
+// fuseTargets sets up the five targets. A target that fails to come up
 // carries its error; the others still run.
 func (r *runner) fuseTargets(ctx context.Context) []*fsTarget {
 	mnt := filepath.Join(r.dir, "mnt")
@@ -157,6 +158,14 @@ func (r *runner) fuseTargets(ctx context.Context) []*fsTarget {
 		t.err = fmt.Errorf("reelfs server --mount: %w", err)
 	} else {
 		t.cold, t.check = c.restartCold, mountCheck(t.root)
+	}
+
+	sep := &fsTarget{name: "reelfs (separate mount)", root: filepath.Join(mnt, "reelfs-separate")}
+	ts[tReelfsSep] = sep
+	if m, err := r.startSeparate(ctx, "fuse-separate", sep.root); err != nil {
+		sep.err = err
+	} else {
+		sep.cold, sep.check = m.restartCold, mountCheck(sep.root)
 	}
 	return ts
 }
@@ -248,7 +257,7 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 			// Keep the last file for the seeks; the baselines' old copies go
 			// to save disk (reelfs keeps its files: deleting them would start
 			// its block GC under the next measurements).
-			if rep > 0 && i != tReelfs && ts[i].ready() == nil {
+			if rep > 0 && i != tReelfs && i != tReelfsSep && ts[i].ready() == nil {
 				os.Remove(filepath.Join(ts[i].root, file(rep-1)))
 			}
 		}
@@ -296,13 +305,22 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 		})
 	}
 
-	// ls -l of the 1-thread directory after a remount.
+	// ls -l of the 1-thread directory as the creates left it (the mount
+	// knows every file, with attributes older than their timeout), then
+	// after a remount.
 	null, err := devNull()
 	if err != nil {
 		t.notRun = err.Error()
 		return t
 	}
 	defer null.Close()
+	each("ls new", func(x *fsTarget) value {
+		res, err := r.run(ctx, 2*time.Minute, null, "ls", "-l", filepath.Join(x.root, "c1"))
+		if err != nil {
+			return missing("%v", err)
+		}
+		return got(ms(res.elapsed), "ms")
+	})
 	each("ls", func(x *fsTarget) value {
 		if err := x.cold(ctx); err != nil {
 			return missing("remount: %v", err)
@@ -338,6 +356,20 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 		return smallRead(ctx, filepath.Join(x.root, "s64"), content, small, 3*time.Minute)
 	})
 
+	// Removes of the creates' files: the 1-thread directory with 1
+	// thread, the 4-thread one with 4 (after the remounts above, every
+	// name is looked up again).
+	for _, threads := range []int{1, 4} {
+		bench := fmt.Sprintf("removes %d", threads)
+		each(bench, func(x *fsTarget) value {
+			dir := filepath.Join(x.root, fmt.Sprintf("c%d", threads))
+			done, d, err := createMany(ctx, nCreates, threads, limit, func(_ context.Context, i int) error {
+				return os.Remove(filepath.Join(dir, fmt.Sprintf("f%06d", i)))
+			})
+			return createValue(nCreates, done, d, err, limit)
+		})
+	}
+
 	rows := []struct {
 		bench, name string
 		goal        *target
@@ -348,9 +380,12 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 		{"seek p99", fmt.Sprintf("%d random 1 MiB preads after remount, p99", nSeeks), ratioAtMost(3, tLocal)},
 		{"creates 1", fmt.Sprintf("create %d empty files, 1 thread", nCreates), ratioAtLeast(0.9, tLoopNoPT)},
 		{"creates 4", fmt.Sprintf("create %d empty files, 4 threads", nCreates), ratioAtLeast(0.9, tLoopNoPT)},
+		{"ls new", fmt.Sprintf("ls -l of %d files just created, wall time", nCreates), ratioAtMost(0.4, tLoopNoPT)},
 		{"ls", fmt.Sprintf("ls -l of %d files after remount, wall time", nCreates), ratioAtMost(0.5, tLoopNoPT)},
 		{"small write", fmt.Sprintf("write %d files of 64 KiB + one sync", nSmall), ratioAtLeast(0.45, tLoopNoPT)},
 		{"small read", fmt.Sprintf("read %d files of 64 KiB after remount", nSmall), ratioAtLeast(0.45, tLoopNoPT)},
+		{"removes 1", fmt.Sprintf("remove %d empty files, 1 thread", nCreates), ratioAtLeast(0.2, tLoopNoPT)},
+		{"removes 4", fmt.Sprintf("remove %d empty files, 4 threads", nCreates), ratioAtLeast(0.2, tLoopNoPT)},
 	}
 	for _, rw := range rows {
 		vs := fr[rw.bench]
@@ -360,12 +395,15 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 				vs[i] = missing("interrupted")
 			}
 		}
-		t.add(row{name: rw.name, reelfs: vs[tReelfs], base: []value{vs[tLocal], vs[tLoopPT], vs[tLoopNoPT]}, goal: rw.goal})
+		base := []value{vs[tLocal], vs[tLoopPT], vs[tLoopNoPT]}
+		t.add(row{name: rw.name + " — `server --mount`", reelfs: vs[tReelfs], base: base, goal: rw.goal})
+		t.add(row{name: rw.name + " — separate `mount`", reelfs: vs[tReelfsSep], base: base, goal: rw.goal})
 	}
-	t.note("targets as run in turn per benchmark: local dir %s, go-fuse example/loopback (passthrough on when root), bench/loopback (CAP_PASSTHROUGH disabled), `reelfs server --mount`", ts[tLocal].root)
+	t.note("targets as run in turn per benchmark: local dir %s, go-fuse example/loopback (passthrough on when root), bench/loopback (CAP_PASSTHROUGH disabled), `reelfs server --mount` (the mount in the server's process), and `reelfs server` with a separate `reelfs mount` process (every call crosses TCP, as on a client machine)", ts[tLocal].root)
 	t.note("\"after remount\": the daemon is stopped (reelfs: the whole server), the page cache dropped, the daemon started again; for the local disk only the cache is dropped")
 	t.note("dd write/read: wall time, median of %d; source file random and in the page cache; preads and 64 KiB reads are checked against the source", r.opt.reps)
-	t.note("creates: os.OpenFile(O_CREATE|O_EXCL)+Close in a fresh dir, bounded by %s; 64 KiB files written one by one from one thread then sync(2)", limit)
+	t.note("creates: os.OpenFile(O_CREATE|O_EXCL)+Close in a fresh dir, bounded by %s; removes: os.Remove of the same files, the 1-thread directory with 1 thread, the 4-thread one with 4; 64 KiB files written one by one from one thread then sync(2)", limit)
+	t.note("\"ls -l ... just created\": the 1-thread directory right after both create runs, without a remount (the attributes the creates returned are past their timeout)")
 	return t
 }
 

@@ -107,3 +107,81 @@ func forceUnmount(mnt string) error {
 	}
 	return nil
 }
+
+// sepMount is `reelfs mount` as a process of its own against a cluster
+// started without --mount: the way a client machine mounts a cluster,
+// where every metadata call and block crosses the network.
+type sepMount struct {
+	c       *cluster
+	mnt     string
+	proc    *child
+	started int
+}
+
+// startSeparate starts a cluster named name without a mount and a
+// separate `reelfs mount` of it at mnt; r.cleanup stops both.
+func (r *runner) startSeparate(ctx context.Context, name, mnt string) (*sepMount, error) {
+	c, err := r.startCluster(ctx, name, false, "")
+	if err != nil {
+		return nil, fmt.Errorf("reelfs server: %w", err)
+	}
+	m := &sepMount{c: c, mnt: mnt}
+	// Registered after the cluster's: cleanups run newest first, so the
+	// mount goes before its server.
+	r.atCleanup(func() {
+		if err := m.stop(); err != nil {
+			r.log.Warn("unmount", "mnt", mnt, "err", err)
+		}
+	})
+	if err := m.start(ctx); err != nil {
+		return nil, fmt.Errorf("reelfs mount: %w", err)
+	}
+	return m, nil
+}
+
+func (m *sepMount) start(ctx context.Context) error {
+	if err := forceUnmount(m.mnt); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(m.mnt, 0o755); err != nil {
+		return err
+	}
+	m.started++
+	logPath := filepath.Join(m.c.r.dir, fmt.Sprintf("%s-mount-%d.log", m.c.name, m.started))
+	p, err := startChild("reelfs mount", logPath, "", m.c.env(), m.c.r.bin, "mount", "--log-level", "warn", m.mnt)
+	if err != nil {
+		return err
+	}
+	m.proc = p
+	if err := waitMount(ctx, m.mnt, true, 30*time.Second, p); err != nil {
+		m.stop()
+		return err
+	}
+	return nil
+}
+
+// stop ends the mount (SIGTERM: it flushes and unmounts) and lazily
+// unmounts whatever it left behind.
+func (m *sepMount) stop() error {
+	var err error
+	if m.proc != nil {
+		err = m.proc.stop(60 * time.Second)
+		m.proc = nil
+	}
+	if uerr := forceUnmount(m.mnt); uerr != nil && err == nil {
+		err = uerr
+	}
+	return err
+}
+
+// restartCold stops the mount and the server, drops the page cache and
+// starts both again.
+func (m *sepMount) restartCold(ctx context.Context) error {
+	if err := m.stop(); err != nil {
+		return err
+	}
+	if err := m.c.restartCold(ctx); err != nil {
+		return err
+	}
+	return m.start(ctx)
+}
