@@ -19,6 +19,7 @@ type fsTarget struct {
 	cold  func(ctx context.Context) error // unmount, drop caches, mount again
 	check func() error                    // the mount is still there
 	err   error                           // setup failed: nothing is measured
+	sep   *sepMount                       // the separate mount's process, if it is one
 }
 
 // ready returns why the target cannot be measured now, or nil. A vanished
@@ -165,7 +166,7 @@ func (r *runner) fuseTargets(ctx context.Context) []*fsTarget {
 	if m, err := r.startSeparate(ctx, "fuse-separate", sep.root); err != nil {
 		sep.err = err
 	} else {
-		sep.cold, sep.check = m.restartCold, mountCheck(sep.root)
+		sep.cold, sep.check, sep.sep = m.restartCold, mountCheck(sep.root), m
 	}
 	return ts
 }
@@ -370,6 +371,14 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 		})
 	}
 
+	// ls -l once more through a separate mount with xattrs off.
+	var lsNoXattrs value
+	if sep := ts[tReelfsSep]; sep.ready() != nil || sep.sep == nil {
+		lsNoXattrs = missing("separate mount: %v", sep.ready())
+	} else {
+		lsNoXattrs = r.lsWithoutXattrs(ctx, sep.sep, filepath.Join(filepath.Dir(sep.root), "reelfs-noxattrs"), nCreates, null)
+	}
+
 	rows := []struct {
 		bench, name string
 		goal        *target
@@ -398,6 +407,10 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 		base := []value{vs[tLocal], vs[tLoopPT], vs[tLoopNoPT]}
 		t.add(row{name: rw.name + " — `server --mount`", reelfs: vs[tReelfs], base: base, goal: rw.goal})
 		t.add(row{name: rw.name + " — separate `mount`", reelfs: vs[tReelfsSep], base: base, goal: rw.goal})
+	}
+	if vs := fr["ls new"]; vs != nil {
+		t.add(row{name: fmt.Sprintf("ls -l of %d files just created, wall time — separate `mount --no-xattrs`", nCreates),
+			reelfs: lsNoXattrs, base: []value{vs[tLocal], vs[tLoopPT], vs[tLoopNoPT]}, goal: ratioAtMost(0.4, tLoopNoPT)})
 	}
 	t.note("targets as run in turn per benchmark: local dir %s, go-fuse example/loopback (passthrough on when root), bench/loopback (CAP_PASSTHROUGH disabled), `reelfs server --mount` (the mount in the server's process), and `reelfs server` with a separate `reelfs mount` process (every call crosses TCP, as on a client machine)", ts[tLocal].root)
 	t.note("\"after remount\": the daemon is stopped (reelfs: the whole server), the page cache dropped, the daemon started again; for the local disk only the cache is dropped")

@@ -116,6 +116,7 @@ type sepMount struct {
 	mnt     string
 	proc    *child
 	started int
+	args    []string // extra flags of `reelfs mount`
 }
 
 // startSeparate starts a cluster named name without a mount and a
@@ -148,7 +149,8 @@ func (m *sepMount) start(ctx context.Context) error {
 	}
 	m.started++
 	logPath := filepath.Join(m.c.r.dir, fmt.Sprintf("%s-mount-%d.log", m.c.name, m.started))
-	p, err := startChild("reelfs mount", logPath, "", m.c.env(), m.c.r.bin, "mount", "--log-level", "warn", m.mnt)
+	args := append([]string{"mount", "--log-level", "warn"}, m.args...)
+	p, err := startChild("reelfs mount", logPath, "", m.c.env(), append([]string{m.c.r.bin}, append(args, m.mnt)...)...)
 	if err != nil {
 		return err
 	}

@@ -90,6 +90,7 @@ func Mount(ctx context.Context, c *client.Client, mountpoint string, opt Options
 			// fcntl and flock locks go to the metaserver; see lock.go.
 			EnableLocks:          true,
 			IgnoreSecurityLabels: true,
+			DisableXAttrs:        opt.NoXattrs,
 			Debug:                opt.Debug,
 			Logger:               slog.NewLogLogger(log.Handler(), slog.LevelInfo),
 		},

@@ -39,6 +39,16 @@ type Options struct {
 	// on), so this is safe; it needs user_allow_other in
 	// /etc/fuse.conf unless the mounting user is root.
 	AllowOther bool
+	// NoXattrs turns extended attributes off for this mount: every
+	// xattr request is answered ENOSYS, after which the kernel sends no
+	// more of them and answers EOPNOTSUPP itself. `ls -l` then costs no
+	// kernel-to-mount round trip for the two attributes it asks each
+	// file for (security.selinux, system.posix_acl_access), which is
+	// most of its time in a large directory. Attributes stay readable
+	// and settable through the SDK and the CLI; programs that need them
+	// through the mount (rsync -X, cp --preserve=xattr) fail with
+	// EOPNOTSUPP. JuiceFS mounts this way by default.
+	NoXattrs bool
 	// Debug logs every FUSE request and reply at Info level.
 	Debug bool
 	// FsName is the source shown by mount(8) and df(1).

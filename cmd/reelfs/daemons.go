@@ -189,6 +189,7 @@ func mountFlags(fs *pflag.FlagSet) *fusefs.Options {
 	opt := fusefs.DefaultOptions()
 	fs.DurationVar(&opt.EntryTimeout, "entry-timeout", opt.EntryTimeout, "kernel cache time of names")
 	fs.DurationVar(&opt.AttrTimeout, "attr-timeout", opt.AttrTimeout, "kernel cache time of attributes")
+	fs.BoolVar(&opt.NoXattrs, "no-xattrs", false, "turn extended attributes off in the mount (EOPNOTSUPP; ls -l of large directories is faster)")
 	fs.BoolVar(&opt.Debug, "fuse-debug", false, "log every FUSE request")
 	return &opt
 }
