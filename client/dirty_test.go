@@ -9,12 +9,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/reelfs/reelfs/metaserver"
 )
 
 // Many concurrent writers of one client never hold more than DirtyBytes
 // not uploaded, all their data arrives, and the gauge ends at zero.
 func TestDirtyBytesCapAcrossWriters(t *testing.T) {
-	cl := newCluster(t, clusterOpts{})
+	cl := newCluster(t, clusterOpts{meta: patientTracker})
 	const (
 		block   = 64 << 10
 		limit   = 8 * block
@@ -80,7 +82,7 @@ func TestDirtyBytesCapAcrossWriters(t *testing.T) {
 
 // A writer waiting for room gives up when its context ends.
 func TestDirtyBytesWaitHonoursContext(t *testing.T) {
-	cl := newCluster(t, clusterOpts{})
+	cl := newCluster(t, clusterOpts{meta: patientTracker})
 	const block = 64 << 10
 	c := cl.client(func(c *Config) {
 		c.BlockSize = block
@@ -106,3 +108,11 @@ func TestDirtyBytesWaitHonoursContext(t *testing.T) {
 		t.Fatalf("write returned after %v", d)
 	}
 }
+
+// patientTracker keeps chunkservers healthy at the metaserver for a
+// minute without a heartbeat. The tests above are about the client's
+// memory cap, not placement: with the test cluster's 2 s timeout a
+// loaded machine (or the stopped chunkservers of the second test,
+// expiring one by one) left a group below min-copies, and the writes
+// failed with NOSPACE instead of showing what the cap does.
+func patientTracker(c *metaserver.Config) { c.HeartbeatTimeout = time.Minute }
