@@ -127,6 +127,26 @@ func newMetrics(s *Server) *metrics {
 			Help: "Data bytes held in blocks.",
 		}, func() float64 { return float64(s.store.Usage().Used) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "reelfs_chunk_free_bytes",
+			Help: "Bytes new blocks may still take on this member's disk: available minus --reserve, as the tracker places by (0 when statfs fails).",
+		}, func() float64 {
+			space, err := s.store.DiskSpace()
+			if err != nil || space.Avail <= s.cfg.Reserve {
+				return 0
+			}
+			return float64(space.Avail - s.cfg.Reserve)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "reelfs_chunk_capacity_bytes",
+			Help: "Size of the file system holding this member's blocks (0 when statfs fails).",
+		}, func() float64 {
+			space, err := s.store.DiskSpace()
+			if err != nil {
+				return 0
+			}
+			return float64(space.Capacity)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "reelfs_chunk_blocks",
 			Help: "Blocks stored.",
 		}, func() float64 { return float64(s.store.Usage().Blocks) }),

@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"math/rand/v2"
 	"net"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -412,7 +415,9 @@ func TestHTTPAuth(t *testing.T) {
 }
 
 func TestHTTPChecksumAndMetrics(t *testing.T) {
-	ts := startServer(t, testConfig(t))
+	cfg := testConfig(t)
+	cfg.Reserve = 1 << 20
+	ts := startServer(t, cfg)
 	data := bytes.Repeat([]byte{7}, 3*wire.CRCBlock)
 	wantStatus(t, ts.do(t, "PUT", blockURI(0x55), data), 201, "")
 	wantStatus(t, ts.do(t, "GET", blockURI(0x55), nil), 200, "")
@@ -448,6 +453,27 @@ func TestHTTPChecksumAndMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
+		}
+	}
+	// Free and capacity bytes are the disk's, less the reserve: check
+	// they agree with statfs within what other writers to this disk
+	// could change meanwhile (64 MiB).
+	space, err := ts.store.DiskSpace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]float64{
+		"reelfs_chunk_free_bytes":     float64(space.Avail) - float64(ts.cfg.Reserve),
+		"reelfs_chunk_capacity_bytes": float64(space.Capacity),
+	} {
+		m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindStringSubmatch(body)
+		if m == nil {
+			t.Errorf("metrics lack %s", name)
+			continue
+		}
+		got, err := strconv.ParseFloat(m[1], 64)
+		if err != nil || math.Abs(got-max(want, 0)) > 64<<20 {
+			t.Errorf("%s = %s, want about %.0f", name, m[1], max(want, 0))
 		}
 	}
 }
