@@ -207,6 +207,37 @@ func (f *fetcher) resync(ctx context.Context, st haState, why string) error {
 	return nil
 }
 
+// leave tells the leader this member is shutting down, so it leaves the
+// in-sync set at once (answers stop waiting for it) and is no longer
+// listed as a follower out of sync. Best effort, within a second: a
+// leader that does not hear it drops the member after --ha-lag anyway.
+func (f *fetcher) leave() {
+	h := f.h
+	h.mu.Lock()
+	addr, epoch := h.leaderAddr, h.epoch
+	h.mu.Unlock()
+	if addr == "" || addr == h.addr {
+		return
+	}
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + addr + wire.PathOpLogLeave + "?epoch=" + strconv.FormatUint(epoch, 10) +
+		"&member=" + url.QueryEscape(h.self))
+	req.Header.SetMethod(fasthttp.MethodPost)
+	wire.SetAuth(req, h.secret)
+	err := f.hc.DoTimeout(req, resp, time.Second)
+	if err == nil && resp.StatusCode() != fasthttp.StatusNoContent {
+		err = wire.ErrorFromResponse(resp)
+	}
+	if err != nil {
+		h.log.Info("could not tell the leader this member is shutting down; it drops it after --ha-lag", "leader", addr, "err", err)
+		return
+	}
+	h.log.Info("told the leader this member is shutting down", "leader", addr, "epoch", epoch)
+}
+
 // get is a GET of a JSON reply from the leader.
 func (f *fetcher) get(ctx context.Context, addr, path string, v any) error {
 	body, _, err := f.raw(ctx, addr, path)

@@ -46,6 +46,7 @@ type ha struct {
 	takeover   time.Time
 
 	hwMoved *signal // fired when a fetch or an in-sync change may move the high-water mark
+	isrKick *signal // fired when the in-sync set should be decided now, not at the next tick
 }
 
 // HA settings in Config (see there).
@@ -97,6 +98,7 @@ func newHA(c *core, cc *consul.Client, cfg Config, addr, checkID string, log *sl
 		key: cfg.HAPrefix + "/state", lag: cfg.HALag, secret: cfg.Secret,
 		followers: make(map[string]follower),
 		hwMoved:   newSignal(),
+		isrKick:   newSignal(),
 	}
 	h.lock, err = cc.NewLock(consul.LockOptions{
 		Key:      cfg.HAPrefix + "/leader",
@@ -177,6 +179,7 @@ func (h *ha) run(ctx context.Context) error {
 		<-fdone
 		if err != nil {
 			if ctx.Err() != nil {
+				h.fetch.leave()
 				return nil
 			}
 			h.log.Warn("leader lock", "err", err)
@@ -257,12 +260,14 @@ func (h *ha) lead(ctx context.Context, lost <-chan struct{}) error {
 	tick := time.NewTicker(h.lag / 8)
 	defer tick.Stop()
 	for {
+		kick := h.isrKick.wait()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-lost:
 			return h.lock.Err()
 		case <-tick.C:
+		case <-kick:
 		}
 		if err := h.updateISR(ctx); err != nil {
 			return err
@@ -335,6 +340,22 @@ func (h *ha) observe(id, addr string, from uint64) {
 	h.hwMoved.fire()
 }
 
+// leave records that follower id is shutting down, and has the in-sync
+// set updated at once.
+func (h *ha) leave(id string) {
+	h.mu.Lock()
+	f, ok := h.followers[id]
+	if ok {
+		f.Left = true
+		h.followers[id] = f
+	}
+	h.mu.Unlock()
+	if ok {
+		h.log.Info("metaserver follower shutting down", "node", id)
+		h.isrKick.fire()
+	}
+}
+
 // polling marks a follower's long-poll at the log end as under way (or
 // over).
 func (h *ha) polling(id string, on bool) {
@@ -396,6 +417,9 @@ func (h *ha) status() wire.MetaHA {
 	}
 	if h.leading {
 		for id, f := range h.followers {
+			if f.Left && !slices.Contains(h.isr, id) {
+				continue // shut down on purpose: not a fault to report
+			}
 			st.Followers = append(st.Followers, wire.MetaFollower{ID: id, Addr: f.Addr, Next: f.Next,
 				LastFetch: f.LastFetch.UnixNano(), InSync: slices.Contains(h.isr, id)})
 		}

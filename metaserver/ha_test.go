@@ -251,3 +251,44 @@ func TestHAFailover(t *testing.T) {
 		t.Fatalf("mkdir of an existing name without a request id: %v", err)
 	}
 }
+
+// TestHAFollowerLeaves: a follower stopped on purpose tells the leader,
+// which takes it out of the in-sync set and stops listing it (before,
+// it stayed listed "NOT in sync" and `reelfs status` exited 1 until the
+// leader changed); started again, it rejoins and is listed in sync.
+func TestHAFollowerLeaves(t *testing.T) {
+	nodes, _ := startHA(t, 3)
+	lead := waitLeader(t, nodes, 3, 40*time.Second)
+	var f *haNode
+	for _, n := range nodes {
+		if n != lead {
+			f = n
+			break
+		}
+	}
+	id := f.s.ha.self
+	f.stop()
+	lead = waitLeader(t, nodes, 2, 20*time.Second)
+	listed := func() (bool, bool) {
+		for _, x := range lead.s.ha.status().Followers {
+			if x.ID == id {
+				return true, x.InSync
+			}
+		}
+		return false, false
+	}
+	// Past --ha-lag, when a member that did not say goodbye would be out
+	// of the set but still listed.
+	time.Sleep(2 * time.Second)
+	if l, _ := listed(); l {
+		t.Fatalf("the leader still lists %s, which shut down: %+v", id, lead.s.ha.status())
+	}
+	if st := lead.s.ha.status(); slices.Contains(st.ISR, id) {
+		t.Fatalf("in-sync set %v still holds %s", st.ISR, id)
+	}
+	f.start()
+	lead = waitLeader(t, nodes, 3, 30*time.Second)
+	if l, in := listed(); !l || !in {
+		t.Fatalf("%s back: listed %v, in sync %v: %+v", id, l, in, lead.s.ha.status())
+	}
+}

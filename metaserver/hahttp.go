@@ -116,6 +116,21 @@ func (h *ha) serveFetch(rc *fasthttp.RequestCtx) {
 	rc.SetBody(encodeRecords(rs))
 }
 
+// serveLeave takes a follower's word that it is shutting down.
+func (h *ha) serveLeave(rc *fasthttp.RequestCtx) {
+	if err := h.checkEpoch(rc); err != nil {
+		wire.ReplyError(rc, err)
+		return
+	}
+	member := string(rc.QueryArgs().Peek("member"))
+	if member == "" || member == h.self || len(member) > 64 {
+		wire.ReplyError(rc, errInval("member %q", member))
+		return
+	}
+	h.leave(member)
+	rc.SetStatusCode(fasthttp.StatusNoContent)
+}
+
 // serveSnapshot streams the database for a resyncing member.
 func (h *ha) serveSnapshot(rc *fasthttp.RequestCtx) {
 	if err := h.checkEpoch(rc); err != nil {

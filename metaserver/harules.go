@@ -71,6 +71,10 @@ type follower struct {
 	// for the next one. The follower holds everything, so it is caught up
 	// for as long as the wait lasts (an idle leader must not drop it).
 	Polling bool
+	// Left: the follower said it is shutting down. It leaves the set at
+	// once rather than after lag (answers stop waiting for it), and the
+	// leader stops listing it; a later fetch brings it back.
+	Left bool
 }
 
 // observeFetch updates f for a fetch of from at now, when the leader's
@@ -79,6 +83,7 @@ func observeFetch(f follower, from, last uint64, now time.Time) follower {
 	if from < f.Next {
 		f.Lost = true
 	}
+	f.Left = false
 	if from > last || (!f.LastFetch.IsZero() && from > f.LeaderLast) {
 		f.CaughtUp = now
 	}
@@ -114,6 +119,8 @@ func decideHAISR(isr []string, leader string, fs map[string]follower, now time.T
 			changes = append(changes, haChange{Node: id, Reason: "no fetch since the leader took over"})
 		case f.Lost:
 			changes = append(changes, haChange{Node: id, Reason: "fetched below what it acknowledged"})
+		case f.Left:
+			changes = append(changes, haChange{Node: id, Reason: "shutting down"})
 		case f.Polling:
 			next = append(next, id)
 		case now.Sub(f.CaughtUp) > lag:
@@ -132,7 +139,7 @@ func decideHAISR(isr []string, leader string, fs map[string]follower, now time.T
 	slices.Sort(ids)
 	for _, id := range ids {
 		f := fs[id]
-		if slices.Contains(next, id) || slices.Contains(isr, id) || f.Lost {
+		if slices.Contains(next, id) || slices.Contains(isr, id) || f.Lost || f.Left {
 			continue
 		}
 		if f.Polling || now.Sub(f.CaughtUp) <= lag && now.Sub(f.LastFetch) <= lag && !f.CaughtUp.IsZero() {

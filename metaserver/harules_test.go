@@ -101,6 +101,8 @@ func TestDecideHAISR(t *testing.T) {
 		{"one that stopped fetching stays out", []string{"a"}, map[string]follower{"b": {Next: 10, LastFetch: now.Add(-3 * time.Second), CaughtUp: now.Add(-3 * time.Second)}}, []string{"a"}, nil},
 		{"never caught up stays out", []string{"a"}, map[string]follower{"b": {Next: 1, LastFetch: now}}, []string{"a"}, nil},
 		{"a member polling at the log end stays, however old its fetch", []string{"a", "b"}, map[string]follower{"b": {Next: 10, LastFetch: now.Add(-time.Minute), CaughtUp: now.Add(-time.Minute), Polling: true}}, []string{"a", "b"}, nil},
+		{"a member shutting down leaves at once, even while polling", []string{"a", "b", "c"}, map[string]follower{"b": fresh, "c": {Next: 10, LastFetch: now, CaughtUp: now, Polling: true, Left: true}}, []string{"a", "b"}, []string{"c"}},
+		{"one that left does not join", []string{"a"}, map[string]follower{"b": {Next: 10, LastFetch: now, CaughtUp: now, Left: true}}, []string{"a"}, nil},
 		{"the leader is always in", []string{"b"}, map[string]follower{"b": fresh}, []string{"a", "b"}, nil},
 	}
 	for _, c := range cases {

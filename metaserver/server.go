@@ -429,6 +429,10 @@ func (s *Server) handle(rc *fasthttp.RequestCtx) {
 		s.serveBackup(rc)
 		return
 	}
+	if s.ha != nil && rc.IsPost() && string(path) == wire.PathOpLogLeave {
+		s.ha.serveLeave(rc)
+		return
+	}
 	if s.ha != nil && rc.IsGet() {
 		switch string(path) {
 		case wire.PathOpLog:

@@ -542,6 +542,7 @@ const (
 	PathOpLog      = "/v1/oplog"
 	PathOpLogEpoch = "/v1/oplog/epochs"
 	PathOpLogSnap  = "/v1/oplog/snapshot"
+	PathOpLogLeave = "/v1/oplog/leave" // POST ?epoch=&member=: a follower shutting down
 	// PathBackup answers a backup of the namespace (GET, with the cluster
 	// secret) on a metaserver that runs alone or leads; see
 	// metaserver.CheckBackup for its format.
