@@ -114,10 +114,14 @@ func (r *runner) httpSection(ctx context.Context) *table {
 		return checkGet(ctx, nginxURL, src)
 	})
 
-	// reelfs: the same bytes, put through the CLI.
-	var reelfsURL string
+	// reelfs: the same bytes, put through the CLI, served by the
+	// server's own httpd and by a separate `reelfs httpd` process that
+	// reads blocks over TCP, as on a machine of its own.
 	var c *cluster
-	reelfsErr := t.setup("reelfs", func() error {
+	var sep *sepHTTPD
+	var urls [2]string
+	var errs [2]error
+	errs[0] = t.setup("reelfs", func() error {
 		var err error
 		if c, err = r.startCluster(ctx, "http-cluster", true, ""); err != nil {
 			return fmt.Errorf("reelfs server: %w", err)
@@ -125,9 +129,21 @@ func (r *runner) httpSection(ctx context.Context) *table {
 		if _, err := r.runEnv(ctx, 10*time.Minute, nil, c.env(), r.bin, "put", src.path, path); err != nil {
 			return err
 		}
-		reelfsURL = "http://" + c.http + path
-		return checkGet(ctx, reelfsURL, src)
+		urls[0] = "http://" + c.http + path
+		return checkGet(ctx, urls[0], src)
 	})
+	errs[1] = errs[0]
+	if errs[1] == nil {
+		errs[1] = t.setup("reelfs httpd", func() error {
+			var err error
+			if sep, err = r.startSeparateHTTPD(ctx, c); err != nil {
+				return fmt.Errorf("reelfs httpd: %w", err)
+			}
+			urls[1] = "http://" + sep.addr + path
+			return checkGet(ctx, urls[1], src)
+		})
+	}
+	modes := [2]string{" — `server --http-listen`", " — separate `httpd`"}
 
 	// (a) and (b): wrk, 2 threads, 8 connections.
 	dur := 10 * time.Second
@@ -152,15 +168,26 @@ func (r *runner) httpSection(ctx context.Context) *table {
 	}
 	const span = 1 << 20
 	nWhole, _ := wrkFigures(nginxErr, nginxURL, "")
-	rWhole, _ := wrkFigures(reelfsErr, reelfsURL, "")
-	r.log.Info("http wrk whole file", "nginx", nWhole.String(), "reelfs", rWhole.String())
+	var rWhole, rRange, rReqs [2]value
+	for i := range urls {
+		rWhole[i], _ = wrkFigures(errs[i], urls[i], "")
+	}
+	r.log.Info("http wrk whole file", "nginx", nWhole.String(), "reelfs", rWhole[0].String(), "separate", rWhole[1].String())
 	script := rangeScript(path, size, span, 7)
 	nRange, nReqs := wrkFigures(nginxErr, nginxURL, script)
-	rRange, rReqs := wrkFigures(reelfsErr, reelfsURL, script)
-	r.log.Info("http wrk ranges", "nginx", nRange.String(), "reelfs", rRange.String())
-	t.add(row{name: fmt.Sprintf("wrk whole-file GETs of %s, transfer MB/s", fmtBytes(size)), reelfs: rWhole, base: []value{nWhole}, goal: ratioAtLeast(0.7, 0)})
-	t.add(row{name: "wrk random 1 MiB ranges, transfer MB/s", reelfs: rRange, base: []value{nRange}, goal: ratioAtLeast(0.7, 0)})
-	t.add(row{name: "wrk random 1 MiB ranges, req/s", reelfs: rReqs, base: []value{nReqs}, goal: ratioAtLeast(0.7, 0)})
+	for i := range urls {
+		rRange[i], rReqs[i] = wrkFigures(errs[i], urls[i], script)
+	}
+	r.log.Info("http wrk ranges", "nginx", nReqs.String(), "reelfs", rReqs[0].String(), "separate", rReqs[1].String())
+	for i, m := range modes {
+		t.add(row{name: fmt.Sprintf("wrk whole-file GETs of %s, transfer MB/s", fmtBytes(size)) + m, reelfs: rWhole[i], base: []value{nWhole}, goal: ratioAtLeast(0.7, 0)})
+	}
+	for i, m := range modes {
+		t.add(row{name: "wrk random 1 MiB ranges, transfer MB/s" + m, reelfs: rRange[i], base: []value{nRange}, goal: ratioAtLeast(0.7, 0)})
+	}
+	for i, m := range modes {
+		t.add(row{name: "wrk random 1 MiB ranges, req/s" + m, reelfs: rReqs[i], base: []value{nReqs}, goal: ratioAtLeast(0.7, 0)})
+	}
 
 	// (c) time to first byte, sequential ranges, warm then cold.
 	nTTFB := r.count(200, 50)
@@ -170,8 +197,8 @@ func (r *runner) httpSection(ctx context.Context) *table {
 		if cold {
 			word = r.coldWord()
 		}
-		var nres, rres ttfbResult
-		nres.err, rres.err = nginxErr, reelfsErr
+		var nres ttfbResult
+		nres.err = nginxErr
 		if nres.err == nil {
 			if cold {
 				nres.err = r.dropCaches()
@@ -180,36 +207,50 @@ func (r *runner) httpSection(ctx context.Context) *table {
 				nres = ttfb(ctx, nginxURL, offs, span)
 			}
 		}
-		if rres.err == nil {
-			if cold {
-				// Cold for reelfs also means no block cache in httpd's client.
-				rres.err = c.restartCold(ctx)
+		var rres [2]ttfbResult
+		for i := range urls {
+			rres[i].err = errs[i]
+			if rres[i].err == nil && cold {
+				// Cold for reelfs also means no block cache in the
+				// httpd's client: the server restarts (and with it the
+				// separate httpd, whose process starts afresh too).
+				if i == 0 {
+					rres[i].err = c.restartCold(ctx)
+				} else {
+					rres[i].err = sep.restartCold(ctx)
+				}
 			}
-			if rres.err == nil {
-				rres = ttfb(ctx, reelfsURL, offs, span)
+			if rres[i].err == nil {
+				rres[i] = ttfb(ctx, urls[i], offs, span)
 			}
-		}
-		if rres.err == nil && nres.err == nil {
-			for i := range offs {
-				if rres.sums[i] != nres.sums[i] {
-					rres.err = fmt.Errorf("range at %d: body differs from nginx's", offs[i])
-					break
+			if rres[i].err == nil && nres.err == nil {
+				for j := range offs {
+					if rres[i].sums[j] != nres.sums[j] {
+						rres[i].err = fmt.Errorf("range at %d: body differs from nginx's", offs[j])
+						break
+					}
 				}
 			}
 		}
 		for _, p := range []float64{50, 99} {
-			var goal *target
-			if p == 99 {
-				goal = ratioAtMost(4, 0)
+			for i, m := range modes {
+				var goal *target
+				switch {
+				case p == 99 && cold:
+					goal = ratioAtMost(4.7, 0)
+				case p == 99:
+					goal = ratioAtMost(4, 0)
+				}
+				t.add(row{name: fmt.Sprintf("TTFB of %d sequential random mid-file 1 MiB ranges, %s, p%g", nTTFB, word, p) + m,
+					reelfs: rres[i].value(p), base: []value{nres.value(p)}, goal: goal})
 			}
-			t.add(row{name: fmt.Sprintf("TTFB of %d sequential random mid-file 1 MiB ranges, %s, p%g", nTTFB, word, p),
-				reelfs: rres.value(p), base: []value{nres.value(p)}, goal: goal})
 		}
-		r.log.Info("http ttfb", "cache", word, "nginx_p99", nres.value(99).String(), "reelfs_p99", rres.value(99).String())
+		r.log.Info("http ttfb", "cache", word, "nginx_p99", nres.value(99).String(), "reelfs_p99", rres[0].value(99).String(), "separate_p99", rres[1].value(99).String())
 	}
 	t.note("wrk -t2 -c8 -d%s --timeout 30s; Transfer/sec converted to MB/s (10^6 B); ranges: Lua script with a seeded math.random per thread", dur)
-	t.note("nginx %s: worker_processes 2, sendfile on, access_log off, serving %s; reelfs: `reelfs put` of the same file, served by `reelfs server --http-listen`", nginxVersion(), src.path)
-	t.note("TTFB: Go net/http with keep-alive, from the request written to the first body byte; offsets from a fixed seed in the middle 3/4 of the file, the same for both; bodies compared by sha256; cold = page cache dropped (and the reelfs server restarted) just before")
+	t.note("nginx %s: worker_processes 2, sendfile on, access_log off, serving %s; reelfs: `reelfs put` of the same file, served by `reelfs server --http-listen` (in the server's process) and by a separate `reelfs httpd` process of the same cluster (blocks over TCP, as on a machine of its own)", nginxVersion(), src.path)
+	t.note("TTFB p99 cold target: 4.7x nginx's, which is SeaweedFS's 7.8 ms against nginx's 1.66 ms as measured on this machine for issue 15")
+	t.note("TTFB: Go net/http with keep-alive, from the request written to the first body byte; offsets from a fixed seed in the middle 3/4 of the file, the same for both; bodies compared by sha256; cold = page cache dropped (and the reelfs server, and the separate httpd, restarted) just before")
 	return t
 }
 
