@@ -370,8 +370,9 @@ func (c *Client) tryMembers(ctx context.Context, b blockRef, addrs []string, fro
 }
 
 // getRange GETs bytes [from, to) of block b from one chunkserver (the
-// whole block without a Range header) and cuts the body into fresh cache
-// pages: the body is copied once, into the pages.
+// whole block without a Range header) and cuts the body into cache
+// pages without copying it: the pages are slices of the body, which
+// stays alive until every page of the run is evicted (as in readLocal).
 func (c *Client) getRange(ctx context.Context, addr string, b blockRef, from, to int64) ([][]byte, error) {
 	if lb, ok := c.cfg.Local[addr]; ok {
 		return c.readLocal(ctx, lb, b, from, to)
@@ -384,9 +385,8 @@ func (c *Client) getRange(ctx context.Context, addr string, b blockRef, from, to
 		}
 		pages = make([][]byte, 0, (len(body)+pageSize-1)/pageSize)
 		for off := 0; off < len(body); off += pageSize {
-			pg := make([]byte, min(pageSize, len(body)-off))
-			copy(pg, body[off:])
-			pages = append(pages, pg)
+			end := min(off+pageSize, len(body))
+			pages = append(pages, body[off:end:end])
 		}
 		return nil
 	})
