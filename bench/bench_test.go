@@ -344,3 +344,29 @@ func TestNginxConf(t *testing.T) {
 		t.Error("user directive without root")
 	}
 }
+
+func TestParseFuseBenches(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"small", []string{"small"}},
+		{"small,write", []string{"write", "small"}},
+		{"seek", []string{"write", "seek"}},
+		{"removes, ls", []string{"creates", "ls", "removes"}},
+	} {
+		got, err := parseFuseBenches(tc.in)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("parseFuseBenches(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "small,nope"} {
+		if _, err := parseFuseBenches(bad); err == nil {
+			t.Errorf("parseFuseBenches(%q): no error", bad)
+		}
+	}
+	o, err := parseOptions([]string{"--bin", "/b"}, io.Discard)
+	if err != nil || !slices.Equal(o.fuse, fuseBenchNames()) {
+		t.Errorf("default --fuse = %q, %v; want every benchmark", o.fuse, err)
+	}
+}

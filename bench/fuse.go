@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -171,6 +173,42 @@ func (r *runner) fuseTargets(ctx context.Context) []*fsTarget {
 	return ts
 }
 
+// fuseBenchNames are the fuse section's benchmarks in the order they run.
+func fuseBenchNames() []string {
+	return []string{"write", "read", "seek", "creates", "ls", "small", "removes"}
+}
+
+// parseFuseBenches parses --fuse: a comma-separated subset of
+// fuseBenchNames, completed with what each needs (read and seek use
+// write's files, ls and removes the creates' directories).
+func parseFuseBenches(list string) ([]string, error) {
+	need := map[string]string{"read": "write", "seek": "write", "ls": "creates", "removes": "creates"}
+	want := map[string]bool{}
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(fuseBenchNames(), s) {
+			return nil, fmt.Errorf("unknown benchmark %q (want %s)", s, strings.Join(fuseBenchNames(), ", "))
+		}
+		want[s] = true
+		if n, ok := need[s]; ok {
+			want[n] = true
+		}
+	}
+	var out []string
+	for _, s := range fuseBenchNames() {
+		if want[s] {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("nothing to run")
+	}
+	return out, nil
+}
+
 // fuseResults holds one figure per target for each benchmark.
 type fuseResults map[string]*[nTargets]value
 
@@ -227,7 +265,12 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 	writes := make([]series, nTargets)
 	reads := make([]series, nTargets)
 	file := func(rep int) string { return fmt.Sprintf("f%d.bin", rep) }
-	for rep := range r.opt.reps {
+	runs := func(bench string) bool { return slices.Contains(r.opt.fuse, bench) }
+	reps := r.opt.reps
+	if !runs("write") {
+		reps = 0
+	}
+	for rep := range reps {
 		each("write", func(x *fsTarget) value {
 			if err := src.warm(); err != nil {
 				return missing("%v", err)
@@ -240,6 +283,9 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 			return got(mbps(size, d), "MB/s")
 		})
 		each("read", func(x *fsTarget) value {
+			if !runs("read") {
+				return missing("not run")
+			}
 			if err := x.cold(ctx); err != nil {
 				return missing("remount: %v", err)
 			}
@@ -263,9 +309,11 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 			}
 		}
 	}
-	for i := range ts {
-		fr.set("write", i, writes[i].value("MB/s"))
-		fr.set("read", i, reads[i].value("MB/s"))
+	if runs("write") {
+		for i := range ts {
+			fr.set("write", i, writes[i].value("MB/s"))
+			fr.set("read", i, reads[i].value("MB/s"))
+		}
 	}
 	lastFile := file(r.opt.reps - 1)
 
@@ -273,7 +321,12 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 	nSeeks := r.count(200, 50)
 	offsets := seekOffsets(nSeeks, size, 1<<20)
 	var p99 [nTargets]value
-	each("seek p50", func(x *fsTarget) value {
+	eachIf := func(bench, name string, f func(x *fsTarget) value) {
+		if runs(bench) {
+			each(name, f)
+		}
+	}
+	eachIf("seek", "seek p50", func(x *fsTarget) value {
 		lat, err := r.seeks(ctx, x, filepath.Join(x.root, lastFile), offsets, src)
 		if err != nil {
 			p99[indexOf(ts, x)] = missing("%v", err)
@@ -282,11 +335,13 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 		p99[indexOf(ts, x)] = got(ms(percentile(lat, 99)), "ms")
 		return got(ms(percentile(lat, 50)), "ms")
 	})
-	for i := range ts {
-		if v := fr["seek p50"][i]; !v.ok() {
-			p99[i] = v
+	if runs("seek") {
+		for i := range ts {
+			if v := fr["seek p50"][i]; !v.ok() {
+				p99[i] = v
+			}
+			fr.set("seek p99", i, p99[i])
 		}
-		fr.set("seek p99", i, p99[i])
 	}
 
 	// Creates of empty files, 1 and 4 threads.
@@ -294,7 +349,7 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 	limit := 2 * time.Minute
 	for _, threads := range []int{1, 4} {
 		bench := fmt.Sprintf("creates %d", threads)
-		each(bench, func(x *fsTarget) value {
+		eachIf("creates", bench, func(x *fsTarget) value {
 			dir := filepath.Join(x.root, fmt.Sprintf("c%d", threads))
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				return missing("%v", err)
@@ -315,14 +370,14 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 		return t
 	}
 	defer null.Close()
-	each("ls new", func(x *fsTarget) value {
+	eachIf("ls", "ls new", func(x *fsTarget) value {
 		res, err := r.run(ctx, 2*time.Minute, null, "ls", "-l", filepath.Join(x.root, "c1"))
 		if err != nil {
 			return missing("%v", err)
 		}
 		return got(ms(res.elapsed), "ms")
 	})
-	each("ls", func(x *fsTarget) value {
+	eachIf("ls", "ls", func(x *fsTarget) value {
 		if err := x.cold(ctx); err != nil {
 			return missing("remount: %v", err)
 		}
@@ -344,10 +399,10 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 		t.notRun = err.Error()
 		return t
 	}
-	each("small write", func(x *fsTarget) value {
+	eachIf("small", "small write", func(x *fsTarget) value {
 		return smallWrite(ctx, filepath.Join(x.root, "s64"), content, small, 3*time.Minute)
 	})
-	each("small read", func(x *fsTarget) value {
+	eachIf("small", "small read", func(x *fsTarget) value {
 		if err := x.cold(ctx); err != nil {
 			return missing("remount: %v", err)
 		}
@@ -362,7 +417,7 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 	// name is looked up again).
 	for _, threads := range []int{1, 4} {
 		bench := fmt.Sprintf("removes %d", threads)
-		each(bench, func(x *fsTarget) value {
+		eachIf("removes", bench, func(x *fsTarget) value {
 			dir := filepath.Join(x.root, fmt.Sprintf("c%d", threads))
 			done, d, err := createMany(ctx, nCreates, threads, limit, func(_ context.Context, i int) error {
 				return os.Remove(filepath.Join(dir, fmt.Sprintf("f%06d", i)))
@@ -373,7 +428,9 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 
 	// ls -l once more through a separate mount with xattrs off.
 	var lsNoXattrs value
-	if sep := ts[tReelfsSep]; sep.ready() != nil || sep.sep == nil {
+	if sep := ts[tReelfsSep]; !runs("ls") {
+		lsNoXattrs = missing("not run")
+	} else if sep.ready() != nil || sep.sep == nil {
 		lsNoXattrs = missing("separate mount: %v", sep.ready())
 	} else {
 		lsNoXattrs = r.lsWithoutXattrs(ctx, sep.sep, filepath.Join(filepath.Dir(sep.root), "reelfs-noxattrs"), nCreates, null)
@@ -384,21 +441,25 @@ func (r *runner) fuseSection(ctx context.Context) *table {
 	rows := []struct {
 		bench, name string
 		goal, sep   *target
+		run         string // the --fuse benchmark that fills the row
 	}{
-		{"write", fmt.Sprintf("dd write %s bs=1M conv=fsync, MB/s", fmtBytes(size)), ratioAtLeast(0.8, tLoopNoPT), ratioAtLeast(1.0, tLoopNoPT)},
-		{"read", fmt.Sprintf("dd read %s bs=1M, %s after remount, MB/s", fmtBytes(size), r.coldWord()), ratioAtLeast(0.8, tLoopNoPT), ratioAtLeast(0.5, tLoopNoPT)},
-		{"seek p50", fmt.Sprintf("%d random 1 MiB preads after remount, p50", nSeeks), nil, nil},
-		{"seek p99", fmt.Sprintf("%d random 1 MiB preads after remount, p99", nSeeks), ratioAtMost(3, tLocal), nil},
-		{"creates 1", fmt.Sprintf("create %d empty files, 1 thread", nCreates), ratioAtLeast(0.9, tLoopNoPT), nil},
-		{"creates 4", fmt.Sprintf("create %d empty files, 4 threads", nCreates), ratioAtLeast(0.9, tLoopNoPT), nil},
-		{"ls new", fmt.Sprintf("ls -l of %d files just created, wall time", nCreates), ratioAtMost(0.4, tLoopNoPT), nil},
-		{"ls", fmt.Sprintf("ls -l of %d files after remount, wall time", nCreates), ratioAtMost(0.5, tLoopNoPT), nil},
-		{"small write", fmt.Sprintf("write %d files of 64 KiB + one sync", nSmall), ratioAtLeast(0.45, tLoopNoPT), ratioAtLeast(0.3, tLoopNoPT)},
-		{"small read", fmt.Sprintf("read %d files of 64 KiB after remount", nSmall), ratioAtLeast(0.45, tLoopNoPT), ratioAtLeast(0.4, tLoopNoPT)},
-		{"removes 1", fmt.Sprintf("remove %d empty files, 1 thread", nCreates), ratioAtLeast(0.2, tLoopNoPT), nil},
-		{"removes 4", fmt.Sprintf("remove %d empty files, 4 threads", nCreates), ratioAtLeast(0.2, tLoopNoPT), nil},
+		{"write", fmt.Sprintf("dd write %s bs=1M conv=fsync, MB/s", fmtBytes(size)), ratioAtLeast(0.8, tLoopNoPT), ratioAtLeast(1.0, tLoopNoPT), "write"},
+		{"read", fmt.Sprintf("dd read %s bs=1M, %s after remount, MB/s", fmtBytes(size), r.coldWord()), ratioAtLeast(0.8, tLoopNoPT), ratioAtLeast(0.5, tLoopNoPT), "read"},
+		{"seek p50", fmt.Sprintf("%d random 1 MiB preads after remount, p50", nSeeks), nil, nil, "seek"},
+		{"seek p99", fmt.Sprintf("%d random 1 MiB preads after remount, p99", nSeeks), ratioAtMost(3, tLocal), nil, "seek"},
+		{"creates 1", fmt.Sprintf("create %d empty files, 1 thread", nCreates), ratioAtLeast(0.9, tLoopNoPT), nil, "creates"},
+		{"creates 4", fmt.Sprintf("create %d empty files, 4 threads", nCreates), ratioAtLeast(0.9, tLoopNoPT), nil, "creates"},
+		{"ls new", fmt.Sprintf("ls -l of %d files just created, wall time", nCreates), ratioAtMost(0.4, tLoopNoPT), nil, "ls"},
+		{"ls", fmt.Sprintf("ls -l of %d files after remount, wall time", nCreates), ratioAtMost(0.5, tLoopNoPT), nil, "ls"},
+		{"small write", fmt.Sprintf("write %d files of 64 KiB + one sync", nSmall), ratioAtLeast(0.45, tLoopNoPT), ratioAtLeast(0.3, tLoopNoPT), "small"},
+		{"small read", fmt.Sprintf("read %d files of 64 KiB after remount", nSmall), ratioAtLeast(0.45, tLoopNoPT), ratioAtLeast(0.4, tLoopNoPT), "small"},
+		{"removes 1", fmt.Sprintf("remove %d empty files, 1 thread", nCreates), ratioAtLeast(0.2, tLoopNoPT), nil, "removes"},
+		{"removes 4", fmt.Sprintf("remove %d empty files, 4 threads", nCreates), ratioAtLeast(0.2, tLoopNoPT), nil, "removes"},
 	}
 	for _, rw := range rows {
+		if !runs(rw.run) {
+			continue
+		}
 		vs := fr[rw.bench]
 		if vs == nil {
 			vs = &[nTargets]value{}

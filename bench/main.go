@@ -50,6 +50,7 @@ type options struct {
 	quick    bool
 	keep     bool
 	reps     int
+	fuse     []string // the fuse section's benchmarks to run, with what they need
 }
 
 // sectionNames are the sections in the order they run.
@@ -70,6 +71,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "small sizes and counts: a smoke test of the driver, not a measurement")
 	fs.BoolVar(&o.keep, "keep", false, "keep the data directory at the end")
 	fs.IntVar(&o.reps, "reps", 3, "repetitions of the sequential write and read benchmarks (median reported)")
+	var fuse string
+	fs.StringVar(&fuse, "fuse", strings.Join(fuseBenchNames(), ","), "comma-separated benchmarks of the fuse section: "+strings.Join(fuseBenchNames(), ", ")+" (read and seek imply write, ls and removes imply creates)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -111,6 +114,11 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		}
 		o.size = n
 	}
+	fb, err := parseFuseBenches(fuse)
+	if err != nil {
+		return o, fmt.Errorf("--fuse: %w", err)
+	}
+	o.fuse = fb
 	if o.reps < 1 || o.reps > 20 {
 		return o, fmt.Errorf("--reps: %d is outside 1..20", o.reps)
 	}
