@@ -167,6 +167,32 @@ type clusterOpts struct {
 // temp dir, and stops it (SIGTERM) when the test ends.
 func startCluster(t testing.TB, o clusterOpts) *cluster {
 	t.Helper()
+	// A port found free can be taken by another process's outgoing
+	// connection before the server binds it (both come from the
+	// ephemeral range): such a start is retried on fresh ports and a
+	// fresh directory, a bounded number of times.
+	for try := 1; ; try++ {
+		c := newCluster(t, o)
+		err := c.tryStart()
+		if err == nil {
+			t.Cleanup(c.stop)
+			return c
+		}
+		exited := false
+		select {
+		case <-c.p.done:
+			exited = true
+		default:
+		}
+		if try == 3 || !exited || !strings.Contains(c.log.String(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("reelfs server could not bind a port found free (try %d); retrying on fresh ports", try)
+	}
+}
+
+// newCluster picks the ports and directories of a cluster.
+func newCluster(t testing.TB, o clusterOpts) *cluster {
 	c := &cluster{t: t, dir: t.TempDir(), meta: freeAddr(t), extra: o.extra}
 	for range max(o.chunkservers, 2) {
 		c.chunks = append(c.chunks, freeAddr(t))
@@ -180,8 +206,6 @@ func startCluster(t testing.TB, o clusterOpts) *cluster {
 	if o.live {
 		c.live, c.media = freeAddr(t), freeUDPAddr(t)
 	}
-	c.start()
-	t.Cleanup(c.stop)
 	return c
 }
 
@@ -197,6 +221,14 @@ func (c *cluster) args() []string {
 
 // start launches the server and waits for its "reelfs is running" banner.
 func (c *cluster) start() {
+	c.t.Helper()
+	if err := c.tryStart(); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// tryStart is start, returning why the server did not come up.
+func (c *cluster) tryStart() error {
 	c.t.Helper()
 	c.log = &lockedBuffer{}
 	cmd := exec.Command(reelfsBin, c.args()...)
@@ -219,10 +251,11 @@ func (c *cluster) start() {
 	}()
 	select {
 	case <-ready:
+		return nil
 	case <-c.p.done:
-		c.t.Fatalf("reelfs server exited at start: %v\n%s", c.p.err, c.log.String())
+		return fmt.Errorf("reelfs server exited at start: %v\n%s", c.p.err, c.log.String())
 	case <-time.After(60 * time.Second):
-		c.t.Fatalf("reelfs server did not start in 60s\n%s", c.log.String())
+		return fmt.Errorf("reelfs server did not start in 60s\n%s", c.log.String())
 	}
 }
 
