@@ -149,8 +149,8 @@ func (m *sepMount) start(ctx context.Context) error {
 	}
 	m.started++
 	logPath := filepath.Join(m.c.r.dir, fmt.Sprintf("%s-mount-%d.log", m.c.name, m.started))
-	args := append([]string{"mount", "--log-level", "warn"}, m.args...)
-	p, err := startChild("reelfs mount", logPath, "", m.c.env(), append([]string{m.c.r.bin}, append(args, m.mnt)...)...)
+	argv := append([]string{m.c.r.bin, "mount", "--log-level", "warn"}, m.args...)
+	p, err := startChild("reelfs mount", logPath, "", m.c.env(), append(argv, m.mnt)...)
 	if err != nil {
 		return err
 	}

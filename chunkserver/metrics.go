@@ -131,10 +131,10 @@ func newMetrics(s *Server) *metrics {
 			Help: "Bytes new blocks may still take on this member's disk: available minus --reserve, as the tracker places by (0 when statfs fails).",
 		}, func() float64 {
 			space, err := s.store.DiskSpace()
-			if err != nil || space.Avail <= s.cfg.Reserve {
+			if err != nil {
 				return 0
 			}
-			return float64(space.Avail - s.cfg.Reserve)
+			return float64(space.Free(s.cfg.Reserve))
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "reelfs_chunk_capacity_bytes",

@@ -364,9 +364,7 @@ func (s *Server) member() wire.Member {
 		return m
 	}
 	m.Capacity = space.Capacity
-	if space.Avail > s.cfg.Reserve {
-		m.Free = space.Avail - s.cfg.Reserve
-	}
+	m.Free = space.Free(s.cfg.Reserve)
 	// Full: the next block may not fit. The tracker takes a full member
 	// out of the write quorum at once, instead of letting its PUTs and
 	// copies fail until it lags out.

@@ -69,6 +69,14 @@ type DiskSpace struct {
 	Avail    uint64 // bytes an unprivileged writer may still use
 }
 
+// Free is what new blocks may still take: Avail less reserve, 0 below it.
+func (d DiskSpace) Free(reserve uint64) uint64 {
+	if d.Avail <= reserve {
+		return 0
+	}
+	return d.Avail - reserve
+}
+
 // lockStripes is how many mutexes serialize writers of the same block id.
 const lockStripes = 256
 

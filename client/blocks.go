@@ -383,11 +383,7 @@ func (c *Client) getRange(ctx context.Context, addr string, b blockRef, from, to
 		if int64(len(body)) != to-from {
 			return wire.Errorf(wire.ErrIO, "get: %d bytes for a range of %d (block size mismatch?)", len(body), to-from)
 		}
-		pages = make([][]byte, 0, (len(body)+pageSize-1)/pageSize)
-		for off := 0; off < len(body); off += pageSize {
-			end := min(off+pageSize, len(body))
-			pages = append(pages, body[off:end:end])
-		}
+		pages = cutPages(body)
 		return nil
 	})
 	if err != nil {
@@ -412,12 +408,21 @@ func (c *Client) readLocal(ctx context.Context, lb LocalBlocks, b blockRef, from
 	if int64(len(data)) != to-from {
 		return nil, wire.Errorf(wire.ErrIO, "get: %d bytes for a range of %d (block size mismatch?)", len(data), to-from)
 	}
-	pages := make([][]byte, 0, (len(data)+pageSize-1)/pageSize)
-	for off := 0; off < len(data); off += pageSize {
-		pages = append(pages, data[off:min(off+pageSize, len(data)):min(off+pageSize, len(data))])
-	}
+	pages := cutPages(data)
 	c.stats.blocksFetched.Add(1)
 	c.stats.bytesFetched.Add(to - from)
 	c.stats.localFetches.Add(1)
 	return pages, nil
+}
+
+// cutPages cuts data, read from page-aligned offset of a block, into cache
+// pages that share its array. Each page's capacity ends with it, so no
+// append to one can reach into the next.
+func cutPages(data []byte) [][]byte {
+	pages := make([][]byte, 0, (len(data)+pageSize-1)/pageSize)
+	for off := 0; off < len(data); off += pageSize {
+		end := min(off+pageSize, len(data))
+		pages = append(pages, data[off:end:end])
+	}
+	return pages
 }

@@ -72,7 +72,7 @@ func (h *ha) serveFetch(rc *fasthttp.RequestCtx) {
 	case err != nil || from == 0:
 		wire.ReplyError(rc, errInval("from %q", args.Peek("from")))
 		return
-	case member == "" || member == h.self || len(member) > 64:
+	case !h.validMember(member):
 		wire.ReplyError(rc, errInval("member %q", member))
 		return
 	case werr != nil || wait < 0 || wait > time.Minute:
@@ -116,6 +116,12 @@ func (h *ha) serveFetch(rc *fasthttp.RequestCtx) {
 	rc.SetBody(encodeRecords(rs))
 }
 
+// validMember reports whether a follower's node id, as it names itself
+// in a fetch or a leave, can be another member's.
+func (h *ha) validMember(member string) bool {
+	return member != "" && member != h.self && len(member) <= 64
+}
+
 // serveLeave takes a follower's word that it is shutting down.
 func (h *ha) serveLeave(rc *fasthttp.RequestCtx) {
 	if err := h.checkEpoch(rc); err != nil {
@@ -123,7 +129,7 @@ func (h *ha) serveLeave(rc *fasthttp.RequestCtx) {
 		return
 	}
 	member := string(rc.QueryArgs().Peek("member"))
-	if member == "" || member == h.self || len(member) > 64 {
+	if !h.validMember(member) {
 		wire.ReplyError(rc, errInval("member %q", member))
 		return
 	}
