@@ -286,6 +286,33 @@ func TestHAFollowerLeaves(t *testing.T) {
 	if st := lead.s.ha.status(); slices.Contains(st.ISR, id) {
 		t.Fatalf("in-sync set %v still holds %s", st.ISR, id)
 	}
+	// What the smaller set acknowledges survives the leader: the member
+	// that stayed takes over and holds it.
+	var stayed *haNode
+	for _, n := range nodes {
+		if n != lead && n != f {
+			stayed = n
+		}
+	}
+	leaders, err := wire.ParseLeaders(lead.addr + "," + stayed.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var a wire.Attr
+	if err := wire.CallLeader(ctx, &fasthttp.Client{}, leaders, wire.PathMeta+wire.OpMkdir, "", "after-leave",
+		&wire.CreateReq{Parent: wire.RootIno, Name: "after-leave", Mode: wire.ModeDir | 0o755}, &a); err != nil {
+		t.Fatal(err)
+	}
+	old := lead
+	old.stop()
+	if next := waitLeader(t, nodes, 1, 30*time.Second); next != stayed {
+		t.Fatalf("%s leads, want %s, the member that stayed", next.addr, stayed.addr)
+	}
+	if got, err := stayed.s.core.lookup(ctx, &wire.LookupReq{Parent: wire.RootIno, Name: "after-leave"}); err != nil || got.Ino != a.Ino {
+		t.Fatalf("mkdir acknowledged before the leader stopped: %+v, %v on the new leader", got, err)
+	}
+	old.start()
 	f.start()
 	lead = waitLeader(t, nodes, 3, 30*time.Second)
 	if l, in := listed(); !l || !in {
