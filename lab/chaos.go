@@ -855,7 +855,7 @@ func converge(ctx context.Context, l *Lab, limit time.Duration) (time.Duration, 
 				if i == 0 {
 					want = inv
 				} else if !slices.Equal(inv, want) {
-					ok, last = false, fmt.Sprintf("group %d: %s holds %d blocks, %s %d", g, members[0], len(want), m, len(inv))
+					ok, last = false, fmt.Sprintf("group %d: %s holds %d blocks, %s %d (%s)", g, members[0], len(want), m, len(inv), invDiff(want, inv))
 					break
 				}
 			}
@@ -866,6 +866,29 @@ func converge(ctx context.Context, l *Lab, limit time.Duration) (time.Duration, 
 		time.Sleep(500 * time.Millisecond)
 	}
 	return 0, fmt.Errorf("groups not converged after %s: %s", limit, last)
+}
+
+// invDiff names up to 5 entries of a that b lacks and of b that a lacks,
+// so that a run that does not converge says which blocks differ (the
+// lab's block directories are gone once it is down).
+func invDiff(a, b []wire.BlockInfo) string {
+	only := func(x, y []wire.BlockInfo) []string {
+		in := make(map[wire.BlockInfo]bool, len(y))
+		for _, e := range y {
+			in[e] = true
+		}
+		var out []string
+		for _, e := range x {
+			if !in[e] {
+				if len(out) == 5 {
+					return append(out, "...")
+				}
+				out = append(out, fmt.Sprintf("%s/%d/%d", wire.BlockName(e.ID), e.Size, e.Mtime))
+			}
+		}
+		return out
+	}
+	return fmt.Sprintf("only in the first: %v; only in the second: %v", only(a, b), only(b, a))
 }
 
 // inventory lists a chunkserver's blocks (id and size).
