@@ -178,13 +178,7 @@ func startCluster(t testing.TB, o clusterOpts) *cluster {
 			t.Cleanup(c.stop)
 			return c
 		}
-		exited := false
-		select {
-		case <-c.p.done:
-			exited = true
-		default:
-		}
-		if try == 3 || !exited || !strings.Contains(c.log.String(), "address already in use") {
+		if try == 3 || !c.p.exited() || !strings.Contains(c.log.String(), "address already in use") {
 			t.Fatal(err)
 		}
 		t.Logf("reelfs server could not bind a port found free (try %d); retrying on fresh ports", try)
